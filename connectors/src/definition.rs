@@ -1,0 +1,268 @@
+//! The typed form of `connectors/<name>.toml`: everything that makes a channel a channel.
+
+use crate::answer::AnswerSpec;
+use crate::auth::AuthScheme;
+use crate::transforms::Transform;
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Petition fields a mapping may write (dotted paths into `schemas/petition.v1`). The
+/// gateway itself sets `id`, `channel`, `received_at`, `trace_id` and `location.region`.
+pub const MAPPABLE_TARGETS: &[&str] = &[
+    "source_id",
+    "reported_at",
+    "kind",
+    "title",
+    "text",
+    "category",
+    "category_label",
+    "urgency",
+    "reporter.name",
+    "reporter.phone",
+    "reporter.type",
+    "location.address",
+    "location.grid_code",
+    "attachments",
+];
+
+/// Targets every connector must fill.
+pub const REQUIRED_TARGETS: &[&str] = &["source_id", "reported_at", "kind", "text", "urgency"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorDefinition {
+    pub connector: ConnectorMeta,
+    pub intake: Intake,
+    pub mapping: Vec<FieldRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorMeta {
+    /// The channel name: the petition's `channel`, the route `/intake/<name>`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Intake {
+    /// The channel POSTs petitions to the gateway.
+    Push(PushIntake),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushIntake {
+    /// Path of the HTTP route, e.g. `/intake/hotline`.
+    pub route: String,
+    pub format: BodyFormat,
+    /// Largest accepted body; larger requests are refused before they are read.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Sustained requests per second this channel may send, and the burst above it.
+    #[serde(default = "default_rate")]
+    pub rate_limit_per_second: u32,
+    #[serde(default = "default_burst")]
+    pub rate_limit_burst: u32,
+    pub auth: AuthScheme,
+    pub answer: AnswerSpec,
+}
+
+fn default_max_body_bytes() -> usize {
+    64 * 1024
+}
+fn default_rate() -> u32 {
+    500
+}
+fn default_burst() -> u32 {
+    1000
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    Json,
+}
+
+/// One petition field and where it comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRule {
+    /// Dotted petition path, one of [`MAPPABLE_TARGETS`].
+    pub target: String,
+    /// JSON Pointer into the channel's payload (`/gdbh`, `/user/mobile`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// A constant instead of `from`.
+    #[serde(default)]
+    pub value: Option<Value>,
+    /// The payload must carry a non-null value here.
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub transforms: Vec<Transform>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: {}", problems.join("; "))]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+impl ConnectorDefinition {
+    pub fn load(file: &Path) -> Result<Self, DefinitionError> {
+        let text = std::fs::read_to_string(file).map_err(|source| DefinitionError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses and validates; `file` only names the source in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, DefinitionError> {
+        let def: ConnectorDefinition =
+            toml::from_str(text).map_err(|e| DefinitionError::Parse {
+                file: file.to_path_buf(),
+                message: e.to_string().trim_end().replace('\n', " | "),
+            })?;
+        let problems = def.problems();
+        if problems.is_empty() {
+            Ok(def)
+        } else {
+            Err(DefinitionError::Invalid {
+                file: file.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.connector.name
+    }
+
+    pub fn push(&self) -> &PushIntake {
+        match &self.intake {
+            Intake::Push(push) => push,
+        }
+    }
+
+    /// Every problem, each naming its key, so an integrator fixes them in one pass.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let name = &self.connector.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            problems.push(format!(
+                "connector.name: {name:?} must be lowercase letters, digits and '-'"
+            ));
+        }
+        let Intake::Push(push) = &self.intake;
+        if !push.route.starts_with('/') {
+            problems.push(format!(
+                "intake.route: {:?} must start with '/'",
+                push.route
+            ));
+        }
+        if push.max_body_bytes == 0 || push.max_body_bytes > 16 * 1024 * 1024 {
+            problems.push("intake.max_body_bytes: must be between 1 and 16 MiB".into());
+        }
+        if push.rate_limit_per_second == 0 || push.rate_limit_burst == 0 {
+            problems.push("intake.rate_limit_per_second/rate_limit_burst: must be > 0".into());
+        }
+        if push.auth.secret_key().is_empty() {
+            problems.push("intake.auth.secret: must name a settings key".into());
+        }
+        problems.extend(push.answer.problems("intake.answer"));
+
+        let mut seen = std::collections::HashSet::new();
+        for (i, rule) in self.mapping.iter().enumerate() {
+            let key = format!("mapping[{i}] (target {:?})", rule.target);
+            if !MAPPABLE_TARGETS.contains(&rule.target.as_str()) {
+                problems.push(format!(
+                    "{key}: unknown target; expected one of {}",
+                    MAPPABLE_TARGETS.join(", ")
+                ));
+            }
+            if !seen.insert(rule.target.clone()) {
+                problems.push(format!("{key}: target mapped twice"));
+            }
+            match (&rule.from, &rule.value) {
+                (Some(_), Some(_)) => {
+                    problems.push(format!("{key}: give `from` or `value`, not both"))
+                }
+                (None, None) => problems.push(format!("{key}: needs `from` or `value`")),
+                (Some(from), None) if !from.starts_with('/') => problems.push(format!(
+                    "{key}.from: {from:?} must be a JSON Pointer starting with '/'"
+                )),
+                _ => {}
+            }
+            for (j, t) in rule.transforms.iter().enumerate() {
+                if let Err(e) = t.validate() {
+                    problems.push(format!("{key}.transforms[{j}] ({}): {e}", t.name()));
+                }
+            }
+        }
+        for required in REQUIRED_TARGETS {
+            if !seen.contains(*required) {
+                problems.push(format!(
+                    "mapping: no rule fills the required target {required:?}"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOTLINE: &str = include_str!("../hotline.toml");
+
+    #[test]
+    fn the_shipped_hotline_definition_is_valid() {
+        let def = ConnectorDefinition::parse(HOTLINE, Path::new("hotline.toml"));
+        assert!(def.is_ok(), "{:?}", def.err());
+    }
+
+    #[test]
+    fn problems_name_their_keys() {
+        let broken = HOTLINE
+            .replace("zone = \"Asia/Shanghai\"", "zone = \"Asia/Nowhere\"")
+            .replace("target = \"text\"", "target = \"txet\"");
+        let err = ConnectorDefinition::parse(&broken, Path::new("x.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("x.toml"), "{err}");
+        assert!(err.contains("Asia/Nowhere"), "{err}");
+        assert!(err.contains("unknown target"), "{err}");
+        assert!(err.contains("required target \"text\""), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_location() {
+        let broken = HOTLINE.replacen("[intake]", "[intake]\nroutee = \"/x\"", 1);
+        let err = ConnectorDefinition::parse(&broken, Path::new("x.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("routee"), "{err}");
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Measures routing, region and escalation quality of `petition-gateway replay` output
+against the labels of a sample file (../shared/data/petitions-sample.jsonl format).
+
+usage: scripts/quality.py SAMPLE.jsonl REPLAY_OUTPUT.jsonl
+Prints one JSON object; rates are shares of the petitions the replay accepted, per channel
+and overall. Rejected lines are counted separately (they are failures too)."""
+import collections
+import json
+import sys
+
+
+def main(sample_path, replay_path):
+    labels = {}
+    channels = {}
+    for line in open(sample_path, encoding="utf-8"):
+        row = json.loads(line)
+        labels[row["seq"]] = row["label"]
+        channels[row["seq"]] = row["channel"]
+    stats = collections.defaultdict(collections.Counter)
+    for line in open(replay_path, encoding="utf-8"):
+        out = json.loads(line)
+        seq = out["seq"]
+        label = labels.get(seq)
+        if label is None:
+            continue
+        for key in (channels[seq], "all"):
+            s = stats[key]
+            s["lines"] += 1
+            if "error" in out:
+                s["rejected"] += 1
+                continue
+            s["accepted"] += 1
+            want, got = label["department"], out["department"]
+            if got == want:
+                s["routed_right"] += 1
+            elif got == "triage":
+                s["to_triage"] += 1
+            else:
+                s["routed_wrong"] += 1
+            if out.get("region") == label["region"]:
+                s["region_right"] += 1
+            if label["escalate"]:
+                s["escalate_labeled"] += 1
+                s["escalate_found"] += bool(out.get("escalated"))
+            if out.get("escalated"):
+                s["escalated"] += 1
+                s["escalated_right"] += bool(label["escalate"])
+    report = {}
+    for key, s in sorted(stats.items()):
+        acc = s["accepted"] or 1
+        report[key] = {
+            "lines": s["lines"],
+            "rejected": s["rejected"],
+            "routing_right": round(s["routed_right"] / acc, 4),
+            "routing_triage": round(s["to_triage"] / acc, 4),
+            "routing_wrong": round(s["routed_wrong"] / acc, 4),
+            "region_right": round(s["region_right"] / acc, 4),
+            "escalation_recall": round(s["escalate_found"] / (s["escalate_labeled"] or 1), 4),
+            "escalation_precision": round(s["escalated_right"] / (s["escalated"] or 1), 4),
+        }
+    json.dump(report, sys.stdout, ensure_ascii=False, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,455 @@
+//! Gateway configuration: a TOML file layered with `GATEWAY__SECTION__KEY` environment
+//! variables (the `config` crate), validated as a whole at startup.
+//!
+//! Relative paths in the file are resolved from the file's own folder, so the gateway
+//! runs the same from any working directory.
+
+use crate::dispatch::responsibility::{valid_topic_name, ResponsibilityList};
+use crate::normalize::region::{Gazetteer, RegionResolver};
+use gateway_connectors::ConnectorDefinition;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const ENV_PREFIX: &str = "GATEWAY";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub kafka: KafkaSettings,
+    #[serde(default)]
+    pub topics: TopicSettings,
+    pub routing: RoutingSettings,
+    #[serde(default)]
+    pub dispatcher: DispatcherSettings,
+    #[serde(default)]
+    pub connectors: BTreeMap<String, ConnectorSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address of the HTTP listener (`127.0.0.1:8080`; port 0 picks a free one).
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// How long a petition may wait for Kafka's acknowledgement before the sender is told
+    /// to try again.
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u64,
+    /// Partitions and replication factor for the topics the gateway creates.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+}
+
+fn default_client_id() -> String {
+    "petition-gateway".into()
+}
+fn default_message_timeout_ms() -> u64 {
+    10_000
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn default_replication_factor() -> i32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicSettings {
+    /// Put in front of every topic name, department topics included (one Kafka cluster,
+    /// several environments; tests use it to stay apart).
+    pub prefix: String,
+    pub inbound: String,
+    pub invalid: String,
+    pub triage: String,
+    pub escalations: String,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            inbound: "petitions.inbound".into(),
+            invalid: "petitions.invalid".into(),
+            triage: "petitions.triage".into(),
+            escalations: "petitions.escalations".into(),
+        }
+    }
+}
+
+impl TopicSettings {
+    pub fn name(&self, topic: &str) -> String {
+        format!("{}{topic}", self.prefix)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSettings {
+    pub responsibility: PathBuf,
+    pub gazetteer: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatcherSettings {
+    pub enabled: bool,
+    pub group_id: String,
+}
+
+impl Default for DispatcherSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            group_id: "petition-dispatcher".into(),
+        }
+    }
+}
+
+/// `[connectors.<name>]`: which definition file to run and the deployment's secrets for
+/// it. Secrets usually come from `GATEWAY__CONNECTORS__<NAME>__<KEY>`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectorSettings {
+    #[serde(default)]
+    pub definition: Option<PathBuf>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One configuration problem: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// A file, or the environment variable that set the key.
+    pub origin: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.origin, self.key, self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{} configuration problem(s):\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+/// A connector ready to run: its definition and the secret its auth scheme needs.
+#[derive(Debug, Clone)]
+pub struct LoadedConnector {
+    pub definition: ConnectorDefinition,
+    pub secret: String,
+    pub file: PathBuf,
+}
+
+/// Everything `run` needs, validated.
+pub struct Loaded {
+    pub settings: Settings,
+    pub config_file: PathBuf,
+    pub connectors: Vec<LoadedConnector>,
+    pub responsibility: ResponsibilityList,
+    pub regions: RegionResolver,
+}
+
+fn env_var_for(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}__{}",
+        key.replace('.', "__").replace('-', "_").to_uppercase()
+    )
+}
+
+/// Where a key's value came from: the environment variable if one is set, else the file.
+fn origin_of(key: &str, file: &Path) -> String {
+    let var = env_var_for(key);
+    if std::env::var_os(&var).is_some() {
+        format!("environment variable {var}")
+    } else {
+        file.display().to_string()
+    }
+}
+
+pub fn load_settings(file: &Path) -> Result<Settings, ConfigErrors> {
+    let problem = |message: String| {
+        ConfigErrors(vec![Problem {
+            origin: file.display().to_string(),
+            key: String::new(),
+            message,
+        }])
+    };
+    if !file.is_file() {
+        return Err(problem("no such configuration file".into()));
+    }
+    let built = config::Config::builder()
+        .add_source(config::File::from(file).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__"),
+        )
+        .build()
+        .map_err(|e| problem(e.to_string()))?;
+    let mut settings: Settings = built
+        .try_deserialize()
+        .map_err(|e| problem(format!("{e} (file or GATEWAY__… environment variable)")))?;
+    settings.connectors = merge_connector_keys(std::mem::take(&mut settings.connectors));
+    Ok(settings)
+}
+
+/// Environment variables cannot spell `city-app`; `GATEWAY__CONNECTORS__CITY_APP__…`
+/// lands under `city_app` and is merged into `city-app` here.
+fn merge_connector_keys(
+    connectors: BTreeMap<String, ConnectorSettings>,
+) -> BTreeMap<String, ConnectorSettings> {
+    let mut merged: BTreeMap<String, ConnectorSettings> = BTreeMap::new();
+    let (dashed, underscored): (Vec<_>, Vec<_>) =
+        connectors.into_iter().partition(|(k, _)| !k.contains('_'));
+    for (name, c) in dashed {
+        merged.insert(name, c);
+    }
+    for (name, c) in underscored {
+        let key = name.replace('_', "-");
+        match merged.get_mut(&key) {
+            Some(existing) => {
+                if c.definition.is_some() {
+                    existing.definition = c.definition;
+                }
+                existing.secrets.extend(c.secrets);
+            }
+            None => {
+                merged.insert(key, c);
+            }
+        }
+    }
+    merged
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Loads and validates everything: settings, connector files, the gazetteer and the
+/// responsibility list. Reports every problem found, not just the first.
+pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
+    let settings = load_settings(file)?;
+    let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut problems = Vec::new();
+    let mut push = |key: &str, message: String| {
+        problems.push(Problem {
+            origin: origin_of(key, file),
+            key: key.into(),
+            message,
+        })
+    };
+
+    if settings.http.listen.parse::<SocketAddr>().is_err() {
+        push(
+            "http.listen",
+            format!(
+                "{:?} is not an address like 127.0.0.1:8080",
+                settings.http.listen
+            ),
+        );
+    }
+    if settings.kafka.bootstrap_servers.trim().is_empty() {
+        push("kafka.bootstrap_servers", "must not be empty".into());
+    }
+    if settings.kafka.message_timeout_ms < 1000 {
+        push("kafka.message_timeout_ms", "must be at least 1000".into());
+    }
+    if settings.kafka.partitions < 1 {
+        push("kafka.partitions", "must be at least 1".into());
+    }
+    if settings.kafka.replication_factor < 1 {
+        push("kafka.replication_factor", "must be at least 1".into());
+    }
+    let t = &settings.topics;
+    for (key, name) in [
+        ("topics.inbound", &t.inbound),
+        ("topics.invalid", &t.invalid),
+        ("topics.triage", &t.triage),
+        ("topics.escalations", &t.escalations),
+    ] {
+        if !valid_topic_name(&t.name(name)) {
+            push(
+                key,
+                format!("{:?} is not a valid Kafka topic name", t.name(name)),
+            );
+        }
+    }
+    if !t.prefix.is_empty() && !valid_topic_name(&t.prefix) {
+        push(
+            "topics.prefix",
+            format!("{:?} has characters Kafka does not allow", t.prefix),
+        );
+    }
+    if settings.dispatcher.group_id.trim().is_empty() {
+        push("dispatcher.group_id", "must not be empty".into());
+    }
+
+    let gazetteer_file = resolve(&base, &settings.routing.gazetteer);
+    let gazetteer = match Gazetteer::load(&gazetteer_file) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            push(
+                "routing.gazetteer",
+                format!("{}: {e}", gazetteer_file.display()),
+            );
+            None
+        }
+    };
+    let responsibility_file = resolve(&base, &settings.routing.responsibility);
+    let responsibility = match &gazetteer {
+        Some(g) => match ResponsibilityList::load(&responsibility_file, g) {
+            Ok(list) => Some(list),
+            Err(list_problems) => {
+                for p in list_problems {
+                    push(
+                        "routing.responsibility",
+                        format!("{}: {p}", responsibility_file.display()),
+                    );
+                }
+                None
+            }
+        },
+        None => None,
+    };
+
+    let mut connectors = Vec::new();
+    let mut routes = std::collections::HashMap::new();
+    if settings.connectors.values().all(|c| !c.enabled) {
+        push("connectors", "no connector is enabled".into());
+    }
+    for (name, c) in settings.connectors.iter().filter(|(_, c)| c.enabled) {
+        let key = format!("connectors.{name}");
+        let Some(definition) = &c.definition else {
+            push(
+                &format!("{key}.definition"),
+                "missing: name the connector file".into(),
+            );
+            continue;
+        };
+        let def_file = resolve(&base, definition);
+        let def = match ConnectorDefinition::load(&def_file) {
+            Ok(def) => def,
+            Err(e) => {
+                push(&format!("{key}.definition"), e.to_string());
+                continue;
+            }
+        };
+        if def.name() != name {
+            push(
+                &format!("{key}.definition"),
+                format!(
+                    "{} declares connector.name = {:?}, but it is configured as {name:?}",
+                    def_file.display(),
+                    def.name()
+                ),
+            );
+        }
+        let route = def.push().route.clone();
+        if let Some(other) = routes.insert(route.clone(), name.clone()) {
+            push(
+                &key,
+                format!("route {route} is also used by connector {other:?}"),
+            );
+        }
+        let secret_key = def.push().auth.secret_key().to_string();
+        let secret = c.secrets.get(&secret_key).cloned().unwrap_or_default();
+        if secret.trim().is_empty() {
+            push(
+                &format!("{key}.{secret_key}"),
+                format!(
+                    "the {} auth scheme needs this secret; set it in the file or in {}",
+                    name,
+                    env_var_for(&format!("{key}.{secret_key}"))
+                ),
+            );
+        }
+        connectors.push(LoadedConnector {
+            definition: def,
+            secret,
+            file: def_file,
+        });
+    }
+
+    match (problems.is_empty(), gazetteer, responsibility) {
+        (true, Some(g), Some(responsibility)) => Ok(Loaded {
+            settings,
+            config_file: file.to_path_buf(),
+            connectors,
+            responsibility,
+            regions: RegionResolver::new(g),
+        }),
+        _ => Err(ConfigErrors(problems)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_var_names_follow_the_layering_convention() {
+        assert_eq!(
+            env_var_for("kafka.bootstrap_servers"),
+            "GATEWAY__KAFKA__BOOTSTRAP_SERVERS"
+        );
+        assert_eq!(
+            env_var_for("connectors.city-app.secret"),
+            "GATEWAY__CONNECTORS__CITY_APP__SECRET"
+        );
+    }
+
+    #[test]
+    fn underscored_connector_keys_merge_into_dashed_ones() {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "city-app".to_string(),
+            ConnectorSettings {
+                definition: Some("c.toml".into()),
+                enabled: true,
+                secrets: BTreeMap::new(),
+            },
+        );
+        m.insert(
+            "city_app".to_string(),
+            ConnectorSettings {
+                definition: None,
+                enabled: true,
+                secrets: [("secret".to_string(), "s".to_string())].into(),
+            },
+        );
+        let merged = merge_connector_keys(m);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged["city-app"].secrets["secret"], "s");
+        assert_eq!(merged["city-app"].definition, Some(PathBuf::from("c.toml")));
+    }
+}

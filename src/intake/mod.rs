@@ -1,0 +1,64 @@
+//! Intake: the HTTP listener. Each push connector gets its route; `/healthz` and
+//! `/readyz` tell load balancers whether to send traffic.
+
+pub mod push;
+pub mod quarantine;
+
+use crate::config::{LoadedConnector, TopicSettings};
+use crate::kafka::Publisher;
+use crate::normalize::region::RegionResolver;
+use crate::normalize::schema::Schemas;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use push::PushChannel;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// What every intake route shares.
+pub struct IntakeContext {
+    pub publisher: Publisher,
+    pub topics: TopicSettings,
+    pub regions: Arc<RegionResolver>,
+    pub schemas: Arc<Schemas>,
+    /// Set by the readiness probe once Kafka answers and the topics exist.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn channel_limiter(per_second: u32, burst: u32) -> DefaultDirectRateLimiter {
+    let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst).unwrap_or(rate);
+    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+}
+
+/// The gateway's HTTP application, testable in-process.
+pub fn app(ctx: Arc<IntakeContext>, connectors: &[LoadedConnector]) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz).with_state(ctx.clone()));
+    for c in connectors {
+        let push = c.definition.push();
+        let channel = Arc::new(PushChannel {
+            limiter: channel_limiter(push.rate_limit_per_second, push.rate_limit_burst),
+            definition: c.definition.clone(),
+            secret: c.secret.clone(),
+        });
+        let route = push.route.clone();
+        router = router.route(
+            &route,
+            post(push::receive).with_state((ctx.clone(), channel)),
+        );
+    }
+    router
+}
+
+async fn readyz(State(ctx): State<Arc<IntakeContext>>) -> (StatusCode, &'static str) {
+    if ctx.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "kafka not reachable")
+    }
+}

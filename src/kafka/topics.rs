@@ -1,0 +1,66 @@
+//! Topic provisioning and broker health.
+
+use crate::config::KafkaSettings;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("kafka admin client: {0}")]
+    Client(rdkafka::error::KafkaError),
+    #[error("creating topic {topic}: {code:?}")]
+    Create {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+impl TopicError {
+    pub fn retryable(&self) -> bool {
+        true
+    }
+}
+
+/// Creates the topics that do not exist yet (existing ones are left as they are).
+pub async fn ensure_topics(settings: &KafkaSettings, names: &[String]) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> = super::base_config(settings)
+        .create()
+        .map_err(TopicError::Client)?;
+    let new_topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| {
+            NewTopic::new(
+                n,
+                settings.partitions,
+                TopicReplication::Fixed(settings.replication_factor),
+            )
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(new_topics.iter(), &opts)
+        .await
+        .map_err(TopicError::Client)?;
+    for r in results {
+        if let Err((topic, code)) = r {
+            if code != RDKafkaErrorCode::TopicAlreadyExists {
+                return Err(TopicError::Create { topic, code });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the cluster answers a metadata request; blocking, run it off the async threads.
+pub fn broker_reachable(settings: &KafkaSettings, timeout: Duration) -> bool {
+    let consumer: Result<BaseConsumer, _> = super::base_config(settings).create();
+    match consumer {
+        Ok(c) => c
+            .fetch_metadata(None, timeout)
+            .is_ok_and(|m| !m.brokers().is_empty()),
+        Err(_) => false,
+    }
+}

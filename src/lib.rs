@@ -1,0 +1,17 @@
+//! petition-gateway: takes citizens' petitions from every channel, normalizes them to one
+//! schema, routes them by the department responsibility list onto Kafka topics.
+//!
+//! Stages (see `docs/design.md`): [`intake`] (HTTP push receivers) → [`normalize`]
+//! (region resolution, schema validation) → `petitions.inbound` → [`dispatch`]
+//! (routing by the responsibility list) → department topics. [`kafka`] holds the
+//! producer, consumer and topic plumbing shared by the stages.
+
+pub mod check;
+pub mod config;
+pub mod dispatch;
+pub mod intake;
+pub mod kafka;
+pub mod normalize;
+pub mod petition;
+pub mod replay;
+pub mod server;

@@ -1,0 +1,126 @@
+//! The `petition-gateway` command: `run`, `check`, `replay`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "petition-gateway",
+    version,
+    about = "Integration gateway for citizens' petitions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: HTTP intake, dispatcher, Kafka.
+    Run {
+        #[arg(long, default_value = "config/gateway.toml")]
+        config: PathBuf,
+    },
+    /// Validate the configuration, connectors, schemas and responsibility list.
+    Check {
+        #[arg(long, default_value = "config/gateway.toml")]
+        config: PathBuf,
+    },
+    /// Map, normalize and route a JSONL file in-process (no Kafka, no HTTP).
+    Replay {
+        #[arg(long, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        /// JSONL input: one {"channel", "payload"} per line.
+        input: PathBuf,
+        /// Where to write the JSONL results (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match petition_gateway::check::check(&config) {
+            Ok(summary) => {
+                println!("{summary}");
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        },
+        Command::Replay {
+            config,
+            input,
+            output,
+        } => {
+            let loaded = petition_gateway::config::load(&config)?;
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&input)
+                    .with_context(|| format!("opening {}", input.display()))?,
+            );
+            let stats = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    petition_gateway::replay::replay(loaded, reader, std::io::BufWriter::new(file))?
+                }
+                None => petition_gateway::replay::replay(loaded, reader, std::io::stdout().lock())?,
+            };
+            eprintln!(
+                "replayed {} line(s): {} accepted, {} rejected",
+                stats.lines, stats.accepted, stats.rejected
+            );
+            Ok(())
+        }
+        Command::Run { config } => {
+            let loaded = petition_gateway::config::load(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let cancel = CancellationToken::new();
+                let gateway = petition_gateway::server::start(loaded, cancel.clone()).await?;
+                tokio::spawn(shutdown_on_signal(cancel));
+                gateway.wait().await;
+                tracing::info!("stopped");
+                anyhow::Ok(())
+            })
+        }
+    }
+}
+
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    cancel.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+}
