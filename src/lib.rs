@@ -15,3 +15,4 @@ pub mod normalize;
 pub mod petition;
 pub mod replay;
 pub mod server;
+pub mod watch;

@@ -28,6 +28,17 @@ enum Command {
         #[arg(long, default_value = "config/gateway.toml")]
         config: PathBuf,
     },
+    /// Print the petitions on the department and triage topics (from the beginning).
+    Watch {
+        #[arg(long, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Stop once this many petitions were printed.
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Map, normalize and route a JSONL file in-process (no Kafka, no HTTP).
     Replay {
         #[arg(long, default_value = "config/gateway.toml")]
@@ -82,6 +93,19 @@ fn main() -> anyhow::Result<()> {
                 "replayed {} line(s): {} accepted, {} rejected",
                 stats.lines, stats.accepted, stats.rejected
             );
+            Ok(())
+        }
+        Command::Watch { config, seconds, count } => {
+            let loaded = petition_gateway::config::load(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let printed = runtime.block_on(petition_gateway::watch::watch(
+                &loaded.settings,
+                &loaded.responsibility,
+                std::time::Duration::from_secs(seconds),
+                count,
+                std::io::stdout().lock(),
+            ))?;
+            eprintln!("{printed} dispatched petition(s)");
             Ok(())
         }
         Command::Run { config } => {

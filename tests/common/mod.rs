@@ -1,0 +1,240 @@
+//! Shared helpers for the integration tests: a gateway started in-process against the
+//! real Kafka broker (`scripts/kafka start`), each test on its own topic prefix, and a
+//! real consumer to read what landed on the topics.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use petition_gateway::server::RunningGateway;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub const TOKEN: &str = "test-hotline-token";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bootstrap() -> String {
+    std::env::var("PETITION_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("t{}-{name}-{nanos}.", std::process::id())
+}
+
+/// The labeled sample; `PETITION_SAMPLE` overrides `../shared/data/petitions-sample.jsonl`.
+pub fn sample() -> Vec<Value> {
+    let path = std::env::var("PETITION_SAMPLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("../shared/data/petitions-sample.jsonl"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read the sample {}: {e}", path.display()));
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+pub fn hotline_sample() -> Vec<Value> {
+    sample()
+        .into_iter()
+        .filter(|r| r["channel"] == "hotline")
+        .collect()
+}
+
+pub struct TestConfig {
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+    pub file: PathBuf,
+}
+
+/// Writes a gateway config for one test: its own topic prefix, a free port, the repo's
+/// responsibility list and gazetteer. `hotline_definition` replaces the connector file.
+pub fn write_config(name: &str, dispatcher: bool, hotline_definition: Option<&str>) -> TestConfig {
+    let prefix = unique_prefix(name);
+    let dir = tempfile::tempdir().unwrap();
+    let definition = match hotline_definition {
+        Some(text) => {
+            let p = dir.path().join("hotline.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+        None => repo().join("connectors/hotline.toml"),
+    };
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:0"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+message_timeout_ms = 3000
+partitions = 3
+replication_factor = 1
+[topics]
+prefix = "{prefix}"
+[routing]
+responsibility = "{repo}/config/responsibility.toml"
+gazetteer = "{repo}/config/gazetteer.toml"
+[dispatcher]
+enabled = {dispatcher}
+group_id = "{prefix}dispatcher"
+[connectors.hotline]
+definition = "{definition}"
+token = "{TOKEN}"
+"#,
+        bootstrap = bootstrap(),
+        repo = repo().display(),
+        definition = definition.display(),
+    );
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, config).unwrap();
+    TestConfig { prefix, dir, file }
+}
+
+pub async fn start(config: &Path) -> RunningGateway {
+    let loaded = petition_gateway::config::load(config).unwrap_or_else(|e| panic!("{e}"));
+    petition_gateway::server::start(loaded, CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+pub async fn wait_ready(gw: &RunningGateway, ready: bool) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = client
+            .get(format!("http://{}/readyz", gw.addr))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if (status == 200) == ready {
+            return;
+        }
+        assert!(Instant::now() < deadline, "gateway readiness never became {ready}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+pub async fn post_raw(
+    gw: &RunningGateway,
+    token: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> Answer {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{}/intake/hotline", gw.addr))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    Answer {
+        status,
+        body,
+        headers,
+    }
+}
+
+pub async fn post_order(gw: &RunningGateway, order: &Value) -> Answer {
+    post_raw(gw, Some(TOKEN), serde_json::to_vec(order).unwrap()).await
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub key: Option<String>,
+    pub value: Value,
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads the topics with a real consumer (own group, from the beginning) until `expected`
+/// records arrived, then keeps reading for `settle` to catch any extra (doubled) record.
+pub async fn read_topics(topics: &[String], expected: usize, settle: Duration) -> Vec<Record> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique_prefix("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .set("log_level", "3")
+        .create()
+        .unwrap();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut settle_until: Option<Instant> = None;
+    loop {
+        if records.len() >= expected && settle_until.is_none() {
+            settle_until = Some(Instant::now() + settle);
+        }
+        let stop_at = settle_until.unwrap_or(deadline).min(deadline);
+        let now = Instant::now();
+        if now >= stop_at {
+            break;
+        }
+        match tokio::time::timeout(stop_at - now, consumer.recv()).await {
+            Ok(Ok(m)) => {
+                let mut headers = HashMap::new();
+                if let Some(hs) = m.headers() {
+                    for h in hs.iter() {
+                        headers.insert(
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                records.push(Record {
+                    topic: m.topic().to_string(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: serde_json::from_slice(m.payload().unwrap_or_default())
+                        .unwrap_or(Value::Null),
+                    headers,
+                });
+            }
+            Ok(Err(e)) => panic!("consumer error: {e}"),
+            Err(_) => break,
+        }
+    }
+    records
+}
+
+/// Every topic a dispatched petition can land on, for this prefix.
+pub fn output_topics(prefix: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("config/responsibility.toml")).unwrap();
+    let list: toml::Value = toml::from_str(&text).unwrap();
+    let mut topics: Vec<String> = list["department"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{prefix}{}", d["topic"].as_str().unwrap()))
+        .collect();
+    topics.push(format!("{prefix}petitions.triage"));
+    topics
+}
+
+/// Runs `scripts/kafka` with the given arguments and asserts it succeeded.
+pub fn kafka_script(args: &[&str]) {
+    let status = std::process::Command::new(repo().join("scripts/kafka"))
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/kafka {args:?} failed");
+}
