@@ -95,9 +95,15 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Watch { config, seconds, count } => {
+        Command::Watch {
+            config,
+            seconds,
+            count,
+        } => {
             let loaded = petition_gateway::config::load(&config)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             let printed = runtime.block_on(petition_gateway::watch::watch(
                 &loaded.settings,
                 &loaded.responsibility,

@@ -64,7 +64,12 @@ pub async fn watch(
             matched.join(","),
             p["location"]["region"]["code"].as_str().unwrap_or("?"),
             mask_phone(p["reporter"]["phone"].as_str().unwrap_or("")),
-            p["text"].as_str().unwrap_or("").chars().take(24).collect::<String>(),
+            p["text"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(24)
+                .collect::<String>(),
         );
         printed += 1;
     }

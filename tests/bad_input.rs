@@ -34,7 +34,14 @@ async fn bad_input_is_answered_with_paths_and_quarantined() {
     let a = post_raw(&gw, Some(TOKEN), r#"{"gdbh": "RC-BAD-0002", "ldsj": "#).await;
     assert_eq!((a.status, a.body["code"].clone()), (200, json!(4001)));
     assert_eq!(paths(&a), vec!["/"]);
-    assert!(a.body["msg"].as_str().unwrap().contains("malformed JSON at line 1"), "{}", a.body);
+    assert!(
+        a.body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("malformed JSON at line 1"),
+        "{}",
+        a.body
+    );
 
     // 2. Missing fields: every one is named.
     let mut o = order();
@@ -43,7 +50,10 @@ async fn bad_input_is_answered_with_paths_and_quarantined() {
     let a = post_order(&gw, &o).await;
     assert_eq!(a.body["code"], 4001);
     assert_eq!(paths(&a), vec!["/jjcd", "/sqnr"]);
-    assert_eq!(a.body["data"]["gdbh"], "RC-BAD-0001", "the answer echoes the work order");
+    assert_eq!(
+        a.body["data"]["gdbh"], "RC-BAD-0001",
+        "the answer echoes the work order"
+    );
 
     // 3. Invalid values, found by the mapper and by the schema.
     let mut o = order();
@@ -60,10 +70,20 @@ async fn bad_input_is_answered_with_paths_and_quarantined() {
     let a = post_order(&gw, &o).await;
     let mut p = paths(&a);
     p.sort();
-    assert_eq!(p, vec!["/fj/0", "/sqnr"], "schema violations point into the payload: {}", a.body);
+    assert_eq!(
+        p,
+        vec!["/fj/0", "/sqnr"],
+        "schema violations point into the payload: {}",
+        a.body
+    );
 
     // 4. Wrong token, and no token at all.
-    let a = post_raw(&gw, Some("not-the-token"), serde_json::to_vec(&order()).unwrap()).await;
+    let a = post_raw(
+        &gw,
+        Some("not-the-token"),
+        serde_json::to_vec(&order()).unwrap(),
+    )
+    .await;
     assert_eq!(a.body["code"], 4010);
     assert_eq!(paths(&a), vec!["header Authorization"]);
     let a = post_raw(&gw, None, serde_json::to_vec(&order()).unwrap()).await;
@@ -74,12 +94,24 @@ async fn bad_input_is_answered_with_paths_and_quarantined() {
     o["sqnr"] = json!("很长".repeat(20_000));
     let a = post_order(&gw, &o).await;
     assert_eq!(a.body["code"], 4130);
-    assert!(a.body["msg"].as_str().unwrap().contains("65536"), "{}", a.body);
+    assert!(
+        a.body["msg"].as_str().unwrap().contains("65536"),
+        "{}",
+        a.body
+    );
 
     // Seven rejections, seven quarantined copies with their reasons.
-    let invalid = read_topics(&[format!("{}petitions.invalid", cfg.prefix)], 7, Duration::from_secs(2)).await;
+    let invalid = read_topics(
+        &[format!("{}petitions.invalid", cfg.prefix)],
+        7,
+        Duration::from_secs(2),
+    )
+    .await;
     assert_eq!(invalid.len(), 7, "{invalid:#?}");
-    let classes: Vec<_> = invalid.iter().map(|r| r.value["class"].as_str().unwrap().to_string()).collect();
+    let classes: Vec<_> = invalid
+        .iter()
+        .map(|r| r.value["class"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(classes.iter().filter(|c| *c == "invalid").count(), 4);
     assert_eq!(classes.iter().filter(|c| *c == "unauthorized").count(), 2);
     assert_eq!(classes.iter().filter(|c| *c == "too_large").count(), 1);
@@ -88,15 +120,43 @@ async fn bad_input_is_answered_with_paths_and_quarantined() {
         assert!(!r.value["errors"].as_array().unwrap().is_empty());
         assert_eq!(r.headers["ce_type"], "gov.petition.rejected.v1");
         let text = r.value.to_string();
-        assert!(!text.contains(TOKEN) && !text.contains("not-the-token"), "credentials leaked into quarantine");
+        assert!(
+            !text.contains(TOKEN) && !text.contains("not-the-token"),
+            "credentials leaked into quarantine"
+        );
     }
-    let malformed = invalid.iter().find(|r| r.value["body"].as_str().unwrap().starts_with("{\"gdbh\": \"RC-BAD-0002\"")).unwrap();
+    let malformed = invalid
+        .iter()
+        .find(|r| {
+            r.value["body"]
+                .as_str()
+                .unwrap()
+                .starts_with("{\"gdbh\": \"RC-BAD-0002\"")
+        })
+        .unwrap();
     assert_eq!(malformed.value["errors"][0]["path"], "/");
-    let unauthorized = invalid.iter().find(|r| r.value["class"] == "unauthorized").unwrap();
-    assert!(unauthorized.value["body"].as_str().unwrap().contains("RC-BAD-0001"), "raw body kept");
+    let unauthorized = invalid
+        .iter()
+        .find(|r| r.value["class"] == "unauthorized")
+        .unwrap();
+    assert!(
+        unauthorized.value["body"]
+            .as_str()
+            .unwrap()
+            .contains("RC-BAD-0001"),
+        "raw body kept"
+    );
 
-    let inbound = read_topics(&[format!("{}petitions.inbound", cfg.prefix)], 0, Duration::from_secs(2)).await;
-    assert!(inbound.is_empty(), "a rejected request reached petitions.inbound");
+    let inbound = read_topics(
+        &[format!("{}petitions.inbound", cfg.prefix)],
+        0,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        inbound.is_empty(),
+        "a rejected request reached petitions.inbound"
+    );
     gw.shutdown().await;
 }
 
@@ -120,8 +180,16 @@ async fn over_the_rate_limit_the_hotline_is_told_to_retry() {
         codes.push(a.body["code"].as_i64().unwrap());
     }
     assert_eq!(&codes[..2], &[0, 0], "the burst is accepted");
-    assert!(codes[2..].contains(&5029), "nothing was rate limited: {codes:?}");
-    let invalid = read_topics(&[format!("{}petitions.invalid", cfg.prefix)], 0, Duration::from_secs(1)).await;
+    assert!(
+        codes[2..].contains(&5029),
+        "nothing was rate limited: {codes:?}"
+    );
+    let invalid = read_topics(
+        &[format!("{}petitions.invalid", cfg.prefix)],
+        0,
+        Duration::from_secs(1),
+    )
+    .await;
     assert!(invalid.is_empty(), "throttled requests are not quarantined");
     gw.shutdown().await;
 }

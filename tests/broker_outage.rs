@@ -16,7 +16,9 @@ use std::time::Duration;
 struct RestartOnDrop;
 impl Drop for RestartOnDrop {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(repo().join("scripts/kafka")).arg("start").status();
+        let _ = std::process::Command::new(repo().join("scripts/kafka"))
+            .arg("start")
+            .status();
     }
 }
 
@@ -33,16 +35,23 @@ async fn while_the_broker_is_down_the_hotline_is_told_to_retry() {
     assert_eq!(a.body["code"], 0);
 
     let _guard = RestartOnDrop;
-    tokio::task::spawn_blocking(|| kafka_script(&["stop"])).await.unwrap();
+    tokio::task::spawn_blocking(|| kafka_script(&["stop"]))
+        .await
+        .unwrap();
     wait_ready(&gw, false).await;
 
     let refused = post_order(&gw, &during).await;
     assert_eq!(refused.status, 200);
     assert_eq!(refused.body["code"], 5003, "{}", refused.body);
-    assert!(refused.body["data"].get("receipt").is_none(), "a receipt without Kafka's ack");
+    assert!(
+        refused.body["data"].get("receipt").is_none(),
+        "a receipt without Kafka's ack"
+    );
     assert_eq!(refused.body["data"]["gdbh"], during["gdbh"]);
 
-    tokio::task::spawn_blocking(|| kafka_script(&["start"])).await.unwrap();
+    tokio::task::spawn_blocking(|| kafka_script(&["start"]))
+        .await
+        .unwrap();
     wait_ready(&gw, true).await;
 
     // The hotline resends what it got no receipt for.
@@ -51,19 +60,34 @@ async fn while_the_broker_is_down_the_hotline_is_told_to_retry() {
     let receipt = accepted.body["data"]["receipt"].clone();
     assert_eq!(
         receipt,
-        json!(petition_gateway::petition::petition_id("hotline", during["gdbh"].as_str().unwrap()))
+        json!(petition_gateway::petition::petition_id(
+            "hotline",
+            during["gdbh"].as_str().unwrap()
+        ))
     );
 
-    let inbound = read_topics(&[format!("{}petitions.inbound", cfg.prefix)], 2, Duration::from_secs(3)).await;
+    let inbound = read_topics(
+        &[format!("{}petitions.inbound", cfg.prefix)],
+        2,
+        Duration::from_secs(3),
+    )
+    .await;
     let ids: Vec<_> = inbound.iter().map(|r| r.value["id"].clone()).collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert!(ids.contains(&receipt) && ids.contains(&a.body["data"]["receipt"]));
 
     let out = read_topics(&output_topics(&cfg.prefix), 2, Duration::from_secs(3)).await;
-    let mut dispatched: Vec<_> = out.iter().map(|r| r.value["petition"]["id"].clone()).collect();
+    let mut dispatched: Vec<_> = out
+        .iter()
+        .map(|r| r.value["petition"]["id"].clone())
+        .collect();
     dispatched.sort_by_key(|v| v.to_string());
     dispatched.dedup();
-    assert_eq!(out.len(), 2, "each petition dispatched exactly once: {dispatched:?}");
+    assert_eq!(
+        out.len(),
+        2,
+        "each petition dispatched exactly once: {dispatched:?}"
+    );
     assert_eq!(dispatched.len(), 2);
     gw.shutdown().await;
 }

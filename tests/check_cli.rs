@@ -31,9 +31,17 @@ fn broken(edit: impl Fn(&Path)) -> (tempfile::TempDir, PathBuf) {
     std::fs::create_dir_all(dir.path().join("config")).unwrap();
     std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
     for f in ["gateway.toml", "responsibility.toml", "gazetteer.toml"] {
-        std::fs::copy(repo().join("config").join(f), dir.path().join("config").join(f)).unwrap();
+        std::fs::copy(
+            repo().join("config").join(f),
+            dir.path().join("config").join(f),
+        )
+        .unwrap();
     }
-    std::fs::copy(repo().join("connectors/hotline.toml"), dir.path().join("connectors/hotline.toml")).unwrap();
+    std::fs::copy(
+        repo().join("connectors/hotline.toml"),
+        dir.path().join("connectors/hotline.toml"),
+    )
+    .unwrap();
     edit(dir.path());
     let file = dir.path().join("config/gateway.toml");
     (dir, file)
@@ -54,7 +62,13 @@ fn the_shipped_configuration_passes() {
 
 #[test]
 fn a_bad_key_in_the_file_is_named_with_the_file() {
-    let (_d, file) = broken(|d| replace(&d.join("config/gateway.toml"), "127.0.0.1:8080", "localhost-8080"));
+    let (_d, file) = broken(|d| {
+        replace(
+            &d.join("config/gateway.toml"),
+            "127.0.0.1:8080",
+            "localhost-8080",
+        )
+    });
     let (ok, text) = check(&file, &[]);
     assert!(!ok);
     assert!(text.contains("gateway.toml: http.listen:"), "{text}");
@@ -62,20 +76,38 @@ fn a_bad_key_in_the_file_is_named_with_the_file() {
 
 #[test]
 fn a_bad_value_from_the_environment_names_the_variable() {
-    let (ok, text) = check(&repo().join("config/gateway.toml"), &[("GATEWAY__HTTP__LISTEN", "nowhere")]);
+    let (ok, text) = check(
+        &repo().join("config/gateway.toml"),
+        &[("GATEWAY__HTTP__LISTEN", "nowhere")],
+    );
     assert!(!ok);
-    assert!(text.contains("environment variable GATEWAY__HTTP__LISTEN: http.listen"), "{text}");
+    assert!(
+        text.contains("environment variable GATEWAY__HTTP__LISTEN: http.listen"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_missing_secret_says_where_to_set_it() {
-    let (_d, file) = broken(|d| replace(&d.join("config/gateway.toml"), "token = \"dev-hotline-token\"", ""));
+    let (_d, file) = broken(|d| {
+        replace(
+            &d.join("config/gateway.toml"),
+            "token = \"dev-hotline-token\"",
+            "",
+        )
+    });
     let (ok, text) = check(&file, &[]);
     assert!(!ok);
     assert!(text.contains("connectors.hotline.token"), "{text}");
-    assert!(text.contains("GATEWAY__CONNECTORS__HOTLINE__TOKEN"), "{text}");
+    assert!(
+        text.contains("GATEWAY__CONNECTORS__HOTLINE__TOKEN"),
+        "{text}"
+    );
     // …and the environment can supply it.
-    let (ok, text) = check(&file, &[("GATEWAY__CONNECTORS__HOTLINE__TOKEN", "from-env")]);
+    let (ok, text) = check(
+        &file,
+        &[("GATEWAY__CONNECTORS__HOTLINE__TOKEN", "from-env")],
+    );
     assert!(ok, "{text}");
 }
 
@@ -84,20 +116,36 @@ fn a_broken_connector_file_is_named_with_its_keys() {
     let (_d, file) = broken(|d| {
         let c = d.join("connectors/hotline.toml");
         replace(&c, "zone = \"Asia/Shanghai\"", "zone = \"Asia/Atlantis\"");
-        replace(&c, "\"特急\" = \"critical\"", "\"特急\" = \"critical\" }, { fn = \"shout\"");
+        replace(
+            &c,
+            "\"特急\" = \"critical\"",
+            "\"特急\" = \"critical\" }, { fn = \"shout\"",
+        );
     });
     let (ok, text) = check(&file, &[]);
     assert!(!ok);
     assert!(text.contains("hotline.toml"), "{text}");
-    assert!(text.contains("shout"), "unknown transform not named: {text}");
+    assert!(
+        text.contains("shout"),
+        "unknown transform not named: {text}"
+    );
 }
 
 #[test]
 fn an_invalid_transform_parameter_is_named() {
-    let (_d, file) = broken(|d| replace(&d.join("connectors/hotline.toml"), "zone = \"Asia/Shanghai\"", "zone = \"Asia/Atlantis\""));
+    let (_d, file) = broken(|d| {
+        replace(
+            &d.join("connectors/hotline.toml"),
+            "zone = \"Asia/Shanghai\"",
+            "zone = \"Asia/Atlantis\"",
+        )
+    });
     let (ok, text) = check(&file, &[]);
     assert!(!ok);
-    assert!(text.contains("mapping[1] (target \"reported_at\").transforms[0] (local_time)"), "{text}");
+    assert!(
+        text.contains("mapping[1] (target \"reported_at\").transforms[0] (local_time)"),
+        "{text}"
+    );
     assert!(text.contains("Asia/Atlantis"), "{text}");
 }
 
@@ -111,7 +159,10 @@ fn a_broken_responsibility_list_is_named_with_the_department() {
     let (ok, text) = check(&file, &[]);
     assert!(!ok);
     assert!(text.contains("routing.responsibility"), "{text}");
-    assert!(text.contains("department[11] (street-001).regions: \"371082999\" is not in the gazetteer"), "{text}");
+    assert!(
+        text.contains("department[11] (street-001).regions: \"371082999\" is not in the gazetteer"),
+        "{text}"
+    );
     assert!(text.contains("(water).topic"), "{text}");
 }
 
@@ -119,5 +170,8 @@ fn a_broken_responsibility_list_is_named_with_the_department() {
 fn a_missing_file_is_reported_not_panicked() {
     let (ok, text) = check(Path::new("/nonexistent/gateway.toml"), &[]);
     assert!(!ok);
-    assert!(text.contains("/nonexistent/gateway.toml: no such configuration file"), "{text}");
+    assert!(
+        text.contains("/nonexistent/gateway.toml: no such configuration file"),
+        "{text}"
+    );
 }

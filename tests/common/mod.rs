@@ -38,7 +38,9 @@ pub fn sample() -> Vec<Value> {
         .unwrap_or_else(|_| repo().join("../shared/data/petitions-sample.jsonl"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read the sample {}: {e}", path.display()));
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 pub fn hotline_sample() -> Vec<Value> {
@@ -117,7 +119,10 @@ pub async fn wait_ready(gw: &RunningGateway, ready: bool) {
         if (status == 200) == ready {
             return;
         }
-        assert!(Instant::now() < deadline, "gateway readiness never became {ready}");
+        assert!(
+            Instant::now() < deadline,
+            "gateway readiness never became {ready}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
