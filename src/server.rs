@@ -5,7 +5,7 @@ use crate::config::Loaded;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::router::Router;
 use crate::intake::{app, IntakeContext};
-use crate::kafka::topics::{broker_reachable, ensure_topics};
+use crate::kafka::topics::{ensure_topics, HealthProbe, TopicError};
 use crate::kafka::Publisher;
 use crate::normalize::schema::Schemas;
 use std::net::SocketAddr;
@@ -26,6 +26,8 @@ pub enum ServerError {
     Publish(#[from] crate::kafka::PublishError),
     #[error(transparent)]
     Schema(#[from] crate::normalize::schema::SchemaError),
+    #[error(transparent)]
+    Topics(#[from] TopicError),
     #[error(transparent)]
     Dispatch(#[from] crate::dispatch::dispatcher::DispatchError),
 }
@@ -118,6 +120,7 @@ pub async fn start(
             .map(|d| settings.topics.name(&d.topic)),
     );
     let topics_ready = Arc::new(tokio::sync::Notify::new());
+    let probe = Arc::new(HealthProbe::new(&settings.kafka)?);
     {
         let kafka = settings.kafka.clone();
         let ready = ready.clone();
@@ -126,12 +129,11 @@ pub async fn start(
         tasks.push(tokio::spawn(async move {
             let mut ensured = false;
             loop {
-                let k = kafka.clone();
-                let reachable = tokio::task::spawn_blocking(move || {
-                    broker_reachable(&k, Duration::from_secs(2))
-                })
-                .await
-                .unwrap_or(false);
+                let p = probe.clone();
+                let reachable =
+                    tokio::task::spawn_blocking(move || p.broker_reachable(Duration::from_secs(2)))
+                        .await
+                        .unwrap_or(false);
                 if reachable && !ensured {
                     match ensure_topics(&kafka, &topic_names).await {
                         Ok(()) => {

@@ -54,13 +54,24 @@ pub async fn ensure_topics(settings: &KafkaSettings, names: &[String]) -> Result
     Ok(())
 }
 
-/// Whether the cluster answers a metadata request; blocking, run it off the async threads.
-pub fn broker_reachable(settings: &KafkaSettings, timeout: Duration) -> bool {
-    let consumer: Result<BaseConsumer, _> = super::base_config(settings).create();
-    match consumer {
-        Ok(c) => c
+/// A long-lived client for readiness probes (one librdkafka client, not one per probe).
+pub struct HealthProbe {
+    consumer: BaseConsumer,
+}
+
+impl HealthProbe {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, TopicError> {
+        let consumer = super::base_config(settings)
+            .create()
+            .map_err(TopicError::Client)?;
+        Ok(Self { consumer })
+    }
+
+    /// Whether the cluster answers a metadata request; blocking, run it off the async
+    /// threads.
+    pub fn broker_reachable(&self, timeout: Duration) -> bool {
+        self.consumer
             .fetch_metadata(None, timeout)
-            .is_ok_and(|m| !m.brokers().is_empty()),
-        Err(_) => false,
+            .is_ok_and(|m| !m.brokers().is_empty())
     }
 }
