@@ -38,8 +38,12 @@ def main(sample_path, replay_path):
                 s["to_triage"] += 1
             else:
                 s["routed_wrong"] += 1
-            if out.get("region") == label["region"]:
+            # No labeled region: the petition names no place, so the county is right.
+            want_region = label["region"] or "371082"
+            if out.get("region") == want_region:
                 s["region_right"] += 1
+            elif want_region != "371082" and out.get("region") == "371082":
+                s["region_county_instead"] += 1
             if label["escalate"]:
                 s["escalate_labeled"] += 1
                 s["escalate_found"] += bool(out.get("escalated"))
@@ -56,6 +60,8 @@ def main(sample_path, replay_path):
             "routing_triage": round(s["to_triage"] / acc, 4),
             "routing_wrong": round(s["routed_wrong"] / acc, 4),
             "region_right": round(s["region_right"] / acc, 4),
+            "region_county_instead_of_street": round(s["region_county_instead"] / acc, 4),
+            "region_wrong_street": round((acc - s["region_right"] - s["region_county_instead"]) / acc, 4),
             "escalation_recall": round(s["escalate_found"] / (s["escalate_labeled"] or 1), 4),
             "escalation_precision": round(s["escalated_right"] / (s["escalated"] or 1), 4),
         }

@@ -16,7 +16,10 @@ pub fn check(file: &Path) -> Result<String, ConfigErrors> {
             l.connectors.len(),
             l.connectors
                 .iter()
-                .map(|c| format!("{} → {}", c.definition.name(), c.definition.push().route))
+                .map(|c| match c.definition.push() {
+                    Some(p) => format!("{} → {}", c.definition.name(), p.route),
+                    None => format!("{} (poll {})", c.definition.name(), c.base.as_deref().unwrap_or("?")),
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             l.responsibility.departments.len(),

@@ -76,6 +76,13 @@ pub struct TopicSettings {
     pub invalid: String,
     pub triage: String,
     pub escalations: String,
+    /// Events from channels about their petitions (satisfaction feedback).
+    pub feedback: String,
+    /// Compacted: where each poll connector has read up to.
+    pub poll_cursors: String,
+    /// One partition per poll connector; the consumer group's assignment decides which
+    /// gateway instance polls which channel.
+    pub poll_leases: String,
 }
 
 impl Default for TopicSettings {
@@ -86,6 +93,9 @@ impl Default for TopicSettings {
             invalid: "petitions.invalid".into(),
             triage: "petitions.triage".into(),
             escalations: "petitions.escalations".into(),
+            feedback: "petitions.feedback".into(),
+            poll_cursors: "gateway.poll-cursors".into(),
+            poll_leases: "gateway.poll-leases".into(),
         }
     }
 }
@@ -164,6 +174,8 @@ pub struct LoadedConnector {
     pub definition: ConnectorDefinition,
     pub secret: String,
     pub file: PathBuf,
+    /// The channel's base URL (`{base}` in poll and callback URLs).
+    pub base: Option<String>,
 }
 
 /// Everything `run` needs, validated.
@@ -296,6 +308,9 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
         ("topics.invalid", &t.invalid),
         ("topics.triage", &t.triage),
         ("topics.escalations", &t.escalations),
+        ("topics.feedback", &t.feedback),
+        ("topics.poll_cursors", &t.poll_cursors),
+        ("topics.poll_leases", &t.poll_leases),
     ] {
         if !valid_topic_name(&t.name(name)) {
             push(
@@ -374,14 +389,35 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
                 ),
             );
         }
-        let route = def.push().route.clone();
-        if let Some(other) = routes.insert(route.clone(), name.clone()) {
-            push(
-                &key,
-                format!("route {route} is also used by connector {other:?}"),
-            );
+        for route in def.routes() {
+            if matches!(route.as_str(), "/healthz" | "/readyz") {
+                push(&key, format!("route {route} is the gateway's own"));
+            }
+            if let Some(other) = routes.insert(route.clone(), name.clone()) {
+                push(
+                    &key,
+                    format!("route {route} is also used by connector {other:?}"),
+                );
+            }
         }
-        let secret_key = def.push().auth.secret_key().to_string();
+        let base = c
+            .secrets
+            .get("base")
+            .map(|b| b.trim_end_matches('/').to_string());
+        if def.poll().is_some() {
+            match &base {
+                Some(b) if b.starts_with("http://") || b.starts_with("https://") => {}
+                Some(b) => push(
+                    &format!("{key}.base"),
+                    format!("{b:?} is not an http(s) URL"),
+                ),
+                None => push(
+                    &format!("{key}.base"),
+                    "a poll connector needs the channel's base URL".into(),
+                ),
+            }
+        }
+        let secret_key = def.auth().secret_key().to_string();
         let secret = c.secrets.get(&secret_key).cloned().unwrap_or_default();
         if secret.trim().is_empty() {
             push(
@@ -397,6 +433,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
             definition: def,
             secret,
             file: def_file,
+            base,
         });
     }
 

@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod config;
+pub mod connector_test;
 pub mod dispatch;
 pub mod intake;
 pub mod kafka;

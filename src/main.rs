@@ -28,6 +28,11 @@ enum Command {
         #[arg(long, default_value = "config/gateway.toml")]
         config: PathBuf,
     },
+    /// Work with connector files.
+    Connector {
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
     /// Print the petitions on the department and triage topics (from the beginning).
     Watch {
         #[arg(long, default_value = "config/gateway.toml")]
@@ -51,6 +56,23 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// Print the petition(s) a native payload becomes, or every error with its path.
+    /// No Kafka, no HTTP. Exit status 1 when any item is rejected.
+    Test {
+        /// The connector file, e.g. connectors/hotline.toml.
+        definition: PathBuf,
+        /// A payload as the channel sends it (or, for a poll connector, one page).
+        input: PathBuf,
+        #[arg(long, default_value = "config/gazetteer.toml")]
+        gazetteer: PathBuf,
+        /// Also show the routing decision with this responsibility list.
+        #[arg(long, default_value = "config/responsibility.toml")]
+        responsibility: Option<PathBuf>,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -71,6 +93,41 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         },
+        Command::Connector {
+            command:
+                ConnectorCommand::Test {
+                    definition,
+                    input,
+                    gazetteer,
+                    responsibility,
+                },
+        } => {
+            let results = match petition_gateway::connector_test::connector_test(
+                &definition,
+                &input,
+                &gazetteer,
+                responsibility.as_deref(),
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            };
+            let rejected = results.iter().filter(|r| r.get("errors").is_some()).count();
+            for r in &results {
+                println!("{}", serde_json::to_string_pretty(r)?);
+            }
+            eprintln!(
+                "{} item(s): {} accepted, {rejected} rejected",
+                results.len(),
+                results.len() - rejected
+            );
+            if rejected > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Replay {
             config,
             input,

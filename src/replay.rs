@@ -69,6 +69,22 @@ pub fn replay(
     Ok(stats)
 }
 
+/// The sample's `payload` (JSON, or form fields as JSON), or `payload_xml` (one item
+/// element, read as its content).
+pub fn native_payload(input: &Value) -> Result<Value, String> {
+    if let Some(p) = input.get("payload") {
+        return Ok(p.clone());
+    }
+    let xml = input
+        .get("payload_xml")
+        .and_then(Value::as_str)
+        .ok_or("no payload or payload_xml")?;
+    let doc = gateway_connectors::xml::xml_to_json(xml)?;
+    doc.as_object()
+        .and_then(|o| o.values().next().cloned())
+        .ok_or_else(|| "empty XML payload".to_string())
+}
+
 fn replay_line(
     line: &str,
     line_no: usize,
@@ -89,10 +105,8 @@ fn replay_line(
     let def = connectors
         .get(channel)
         .ok_or_else(|| fail(format!("no connector for channel {channel:?}")))?;
-    let payload = input
-        .get("payload")
-        .ok_or_else(|| fail(format!("channel {channel:?}: no JSON payload")))?;
-    let mapped = map_payload(def, payload).map_err(|errors| {
+    let payload = native_payload(&input).map_err(|e| fail(format!("channel {channel:?}: {e}")))?;
+    let mapped = map_payload(def, &payload).map_err(|errors| {
         fail(
             errors
                 .iter()

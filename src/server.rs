@@ -4,8 +4,11 @@
 use crate::config::Loaded;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::router::Router;
+use crate::intake::cursor::CursorStore;
+use crate::intake::lease::{self, LEASE_PARTITIONS};
+use crate::intake::poll::{PollChannel, Poller};
 use crate::intake::{app, IntakeContext};
-use crate::kafka::topics::{ensure_topics, HealthProbe, TopicError};
+use crate::kafka::topics::{ensure_topics, HealthProbe, TopicError, TopicSpec};
 use crate::kafka::Publisher;
 use crate::normalize::schema::Schemas;
 use std::net::SocketAddr;
@@ -28,6 +31,8 @@ pub enum ServerError {
     Schema(#[from] crate::normalize::schema::SchemaError),
     #[error(transparent)]
     Topics(#[from] TopicError),
+    #[error("http client: {0}")]
+    Http(String),
     #[error(transparent)]
     Dispatch(#[from] crate::dispatch::dispatcher::DispatchError),
 }
@@ -76,8 +81,9 @@ pub async fn start(
         regions: Arc::new(loaded.regions),
         schemas,
         ready: ready.clone(),
+        responsibility: Arc::new(loaded.responsibility.clone()),
     });
-    let router = app(ctx, &loaded.connectors);
+    let router = app(ctx.clone(), &loaded.connectors);
     let listener = tokio::net::TcpListener::bind(&settings.http.listen)
         .await
         .map_err(|source| ServerError::Listen {
@@ -103,29 +109,41 @@ pub async fn start(
         }
     }));
 
-    let mut topic_names: Vec<String> = [
-        &settings.topics.inbound,
-        &settings.topics.invalid,
-        &settings.topics.triage,
-        &settings.topics.escalations,
+    let t = &settings.topics;
+    let mut topic_specs: Vec<TopicSpec> = [
+        &t.inbound,
+        &t.invalid,
+        &t.triage,
+        &t.escalations,
+        &t.feedback,
     ]
     .iter()
-    .map(|t| settings.topics.name(t))
+    .map(|name| TopicSpec::plain(t.name(name)))
     .collect();
-    topic_names.extend(
+    topic_specs.extend(
         loaded
             .responsibility
             .departments
             .iter()
-            .map(|d| settings.topics.name(&d.topic)),
+            .map(|d| TopicSpec::plain(t.name(&d.topic))),
     );
-    let topics_ready = Arc::new(tokio::sync::Notify::new());
+    topic_specs.push(TopicSpec {
+        name: t.name(&t.poll_cursors),
+        partitions: Some(1),
+        compacted: true,
+    });
+    topic_specs.push(TopicSpec {
+        name: t.name(&t.poll_leases),
+        partitions: Some(LEASE_PARTITIONS),
+        compacted: false,
+    });
+    // Tasks that need the topics wait for this to turn true.
+    let (topics_ready_tx, topics_ready) = tokio::sync::watch::channel(false);
     let probe = Arc::new(HealthProbe::new(&settings.kafka)?);
     {
         let kafka = settings.kafka.clone();
         let ready = ready.clone();
         let cancel = cancel.clone();
-        let topics_ready = topics_ready.clone();
         tasks.push(tokio::spawn(async move {
             let mut ensured = false;
             loop {
@@ -135,11 +153,10 @@ pub async fn start(
                         .await
                         .unwrap_or(false);
                 if reachable && !ensured {
-                    match ensure_topics(&kafka, &topic_names).await {
+                    match ensure_topics(&kafka, &topic_specs).await {
                         Ok(()) => {
                             ensured = true;
-                            topics_ready.notify_waiters();
-                            topics_ready.notify_one();
+                            let _ = topics_ready_tx.send(true);
                         }
                         Err(e) => tracing::warn!(error = %e, "cannot create topics yet"),
                     }
@@ -156,6 +173,56 @@ pub async fn start(
         }));
     }
 
+    let poll_channels: Vec<Arc<PollChannel>> = loaded
+        .connectors
+        .iter()
+        .filter_map(|c| {
+            let poll = c.definition.poll()?;
+            Some(Arc::new(PollChannel {
+                limiter: crate::intake::channel_limiter(poll.rate_limit_per_second, 1),
+                poll: poll.clone(),
+                definition: c.definition.clone(),
+                secret: c.secret.clone(),
+                base: c.base.clone().unwrap_or_default(),
+            }))
+        })
+        .collect();
+    let mut lease_thread = None;
+    if !poll_channels.is_empty() {
+        let poller = Arc::new(Poller {
+            ctx: ctx.clone(),
+            http: reqwest::Client::builder()
+                .user_agent(concat!("petition-gateway/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| ServerError::Http(e.to_string()))?,
+            cursors: CursorStore::new(
+                settings.kafka.clone(),
+                settings.topics.name(&settings.topics.poll_cursors),
+                publisher.clone(),
+            ),
+        });
+        let kafka = settings.kafka.clone();
+        let group = settings.topics.name("petition-pollers");
+        let topic = settings.topics.name(&settings.topics.poll_leases);
+        let cancel = cancel.clone();
+        let mut topics_ready = topics_ready.clone();
+        lease_thread = Some(tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = topics_ready.wait_for(|ready| *ready) => {}
+            }
+            match lease::spawn(&kafka, &group, &topic, poller, poll_channels, cancel) {
+                Ok(thread) => {
+                    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot join the poll lease group"),
+            }
+        }));
+    }
+    if let Some(t) = lease_thread {
+        tasks.push(t);
+    }
+
     if settings.dispatcher.enabled {
         let dispatcher = Dispatcher::new(
             &settings.kafka,
@@ -165,11 +232,12 @@ pub async fn start(
             Arc::new(Router::new(loaded.responsibility)),
         )?;
         let cancel = cancel.clone();
+        let mut topics_ready = topics_ready.clone();
         tasks.push(tokio::spawn(async move {
             // Subscribing before the topics exist only produces noise; wait for them.
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = topics_ready.notified() => {}
+                _ = topics_ready.wait_for(|ready| *ready) => {}
             }
             dispatcher.run(cancel).await;
         }));

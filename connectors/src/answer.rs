@@ -151,6 +151,32 @@ impl AnswerSpec {
 }
 
 fn render(template: &Value, vars: &Map<String, Value>) -> Value {
+    // `{"$each_error": {…}}` renders one element per error, with `error.path` and
+    // `error.message` (Open311's `[{"code", "description"}]` error list).
+    if let Some(inner) = template.as_object().and_then(|o| o.get("$each_error")) {
+        let errors = vars
+            .get("errors")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        return Value::Array(
+            errors
+                .iter()
+                .map(|e| {
+                    let mut v = vars.clone();
+                    v.insert(
+                        "error.path".into(),
+                        e.get("path").cloned().unwrap_or(Value::Null),
+                    );
+                    v.insert(
+                        "error.message".into(),
+                        e.get("message").cloned().unwrap_or(Value::Null),
+                    );
+                    render(inner, &v)
+                })
+                .collect(),
+        );
+    }
     match template {
         Value::String(s) => {
             if let Some(name) = s.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
@@ -236,6 +262,24 @@ mod tests {
             json!("数据不合法：/ldsj: bad time; /sqnr: missing")
         );
         assert_eq!(a.body["errors"][1]["path"], json!("/sqnr"));
+    }
+
+    #[test]
+    fn each_error_renders_one_element_per_error() {
+        let mut s = spec();
+        s.error.body = json!({"$each_error": {"code": "{{code}}", "description": "{{error.path}}: {{error.message}}"}});
+        let errs = vec![
+            FieldError::new("/lat", "not a number"),
+            FieldError::new("/description", "is required"),
+        ];
+        let a = s.error(AnswerClass::Invalid, &errs, "");
+        assert_eq!(
+            a.body,
+            json!([
+                {"code": 4001, "description": "/lat: not a number"},
+                {"code": 4001, "description": "/description: is required"}
+            ])
+        );
     }
 
     #[test]

@@ -23,11 +23,12 @@ pub const MAPPABLE_TARGETS: &[&str] = &[
     "reporter.type",
     "location.address",
     "location.grid_code",
+    "location.point",
     "attachments",
 ];
 
-/// Targets every connector must fill.
-pub const REQUIRED_TARGETS: &[&str] = &["source_id", "reported_at", "kind", "text", "urgency"];
+/// Targets every connector must fill (`reported_at` defaults to the receive time).
+pub const REQUIRED_TARGETS: &[&str] = &["source_id", "kind", "text", "urgency"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +52,8 @@ pub struct ConnectorMeta {
 pub enum Intake {
     /// The channel POSTs petitions to the gateway.
     Push(PushIntake),
+    /// The gateway fetches pages of petitions from the channel.
+    Poll(PollIntake),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +72,106 @@ pub struct PushIntake {
     pub rate_limit_burst: u32,
     pub auth: AuthScheme,
     pub answer: AnswerSpec,
+    /// Other things the channel posts about its petitions (e.g. satisfaction feedback),
+    /// published as events rather than petitions.
+    #[serde(default)]
+    pub events: Vec<EventRoute>,
+    /// A discovery document the channel's clients fetch (Open311 `services.json`).
+    #[serde(default)]
+    pub discovery: Option<Discovery>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventRoute {
+    pub route: String,
+    /// e.g. `satisfaction`; the record's `event_type`.
+    pub event_type: String,
+    /// JSON Pointer to the channel's id of the petition the event is about.
+    pub source_id: String,
+    /// Pointers that must be present.
+    #[serde(default)]
+    pub required: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    pub route: String,
+    pub kind: DiscoveryKind,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoveryKind {
+    /// GeoReport v2 service list built from the responsibility list's categories.
+    Open311Services,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollIntake {
+    /// URL template: `{base}` (from the deployment settings), `{cursor}`, `{limit}`,
+    /// `{page}`, `{page_size}`, `{window_start}`; values are URL-encoded.
+    pub url: String,
+    pub format: PollFormat,
+    /// Pause between polls once the channel has nothing new.
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// The channel's own limit on our requests.
+    #[serde(default = "default_poll_rate")]
+    pub rate_limit_per_second: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    pub auth: AuthScheme,
+    /// JSON Pointer to the list of items in a page (XML is read as JSON first).
+    pub items: String,
+    pub paging: Paging,
+}
+
+fn default_interval() -> u64 {
+    30
+}
+fn default_poll_rate() -> u32 {
+    1
+}
+fn default_timeout() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PollFormat {
+    Json,
+    Xml,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Paging {
+    /// An opaque cursor: the page says where the next one starts and whether there is one.
+    Cursor {
+        next_cursor: String,
+        has_more: String,
+        page_size: u32,
+    },
+    /// Numbered pages over a time window that starts at the newest item time seen; the
+    /// window start is re-read, so items at that instant are never missed.
+    PageWindow {
+        total: String,
+        page_size: u32,
+        #[serde(default = "default_first_page")]
+        first_page: u32,
+        /// Pointer inside an item to its time, and that time's format.
+        item_time: String,
+        time_format: String,
+        /// Where the first poll starts.
+        initial_window: String,
+    },
+}
+
+fn default_first_page() -> u32 {
+    1
 }
 
 fn default_max_body_bytes() -> usize {
@@ -85,6 +188,8 @@ fn default_burst() -> u32 {
 #[serde(rename_all = "snake_case")]
 pub enum BodyFormat {
     Json,
+    /// `application/x-www-form-urlencoded`: fields become a JSON object of strings.
+    Form,
 }
 
 /// One petition field and where it comes from.
@@ -153,9 +258,35 @@ impl ConnectorDefinition {
         &self.connector.name
     }
 
-    pub fn push(&self) -> &PushIntake {
+    pub fn push(&self) -> Option<&PushIntake> {
         match &self.intake {
-            Intake::Push(push) => push,
+            Intake::Push(push) => Some(push),
+            Intake::Poll(_) => None,
+        }
+    }
+
+    pub fn poll(&self) -> Option<&PollIntake> {
+        match &self.intake {
+            Intake::Poll(poll) => Some(poll),
+            Intake::Push(_) => None,
+        }
+    }
+
+    pub fn auth(&self) -> &AuthScheme {
+        match &self.intake {
+            Intake::Push(p) => &p.auth,
+            Intake::Poll(p) => &p.auth,
+        }
+    }
+
+    /// Every HTTP route this connector serves on the gateway.
+    pub fn routes(&self) -> Vec<String> {
+        match &self.intake {
+            Intake::Push(p) => std::iter::once(p.route.clone())
+                .chain(p.events.iter().map(|e| e.route.clone()))
+                .chain(p.discovery.iter().map(|d| d.route.clone()))
+                .collect(),
+            Intake::Poll(_) => Vec::new(),
         }
     }
 
@@ -172,23 +303,76 @@ impl ConnectorDefinition {
                 "connector.name: {name:?} must be lowercase letters, digits and '-'"
             ));
         }
-        let Intake::Push(push) = &self.intake;
-        if !push.route.starts_with('/') {
-            problems.push(format!(
-                "intake.route: {:?} must start with '/'",
-                push.route
-            ));
+        match &self.intake {
+            Intake::Push(push) => {
+                for route in self.routes() {
+                    if !route.starts_with('/') {
+                        problems.push(format!("intake: route {route:?} must start with '/'"));
+                    }
+                }
+                if push.max_body_bytes == 0 || push.max_body_bytes > 16 * 1024 * 1024 {
+                    problems.push("intake.max_body_bytes: must be between 1 and 16 MiB".into());
+                }
+                if push.rate_limit_per_second == 0 || push.rate_limit_burst == 0 {
+                    problems
+                        .push("intake.rate_limit_per_second/rate_limit_burst: must be > 0".into());
+                }
+                problems.extend(push.answer.problems("intake.answer"));
+                for (i, e) in push.events.iter().enumerate() {
+                    for p in std::iter::once(&e.source_id).chain(&e.required) {
+                        if !p.starts_with('/') {
+                            problems.push(format!(
+                                "intake.events[{i}]: {p:?} must be a JSON Pointer starting with '/'"
+                            ));
+                        }
+                    }
+                }
+            }
+            Intake::Poll(poll) => {
+                if !poll.url.starts_with("{base}") && !poll.url.starts_with("http") {
+                    problems.push(format!(
+                        "intake.url: {:?} must start with {{base}} or http",
+                        poll.url
+                    ));
+                }
+                if poll.rate_limit_per_second == 0 {
+                    problems.push("intake.rate_limit_per_second: must be > 0".into());
+                }
+                if poll.interval_secs == 0 {
+                    problems.push("intake.interval_secs: must be > 0".into());
+                }
+                if !poll.items.starts_with('/') {
+                    problems.push("intake.items: must be a JSON Pointer starting with '/'".into());
+                }
+                if let AuthScheme::BodyField { .. } | AuthScheme::HmacSha256 { .. } = poll.auth {
+                    problems.push(
+                        "intake.auth: a poll connector authenticates with bearer or header".into(),
+                    );
+                }
+                match &poll.paging {
+                    Paging::Cursor { page_size, .. } | Paging::PageWindow { page_size, .. }
+                        if *page_size == 0 =>
+                    {
+                        problems.push("intake.paging.page_size: must be > 0".into());
+                    }
+                    Paging::PageWindow {
+                        time_format,
+                        initial_window,
+                        ..
+                    } if chrono::NaiveDateTime::parse_from_str(initial_window, time_format)
+                        .is_err() =>
+                    {
+                        problems.push(format!(
+                            "intake.paging.initial_window: {initial_window:?} does not match time_format {time_format:?}"
+                        ));
+                    }
+                    _ => {}
+                }
+            }
         }
-        if push.max_body_bytes == 0 || push.max_body_bytes > 16 * 1024 * 1024 {
-            problems.push("intake.max_body_bytes: must be between 1 and 16 MiB".into());
-        }
-        if push.rate_limit_per_second == 0 || push.rate_limit_burst == 0 {
-            problems.push("intake.rate_limit_per_second/rate_limit_burst: must be > 0".into());
-        }
-        if push.auth.secret_key().is_empty() {
+        if self.auth().secret_key().is_empty() {
             problems.push("intake.auth.secret: must name a settings key".into());
         }
-        problems.extend(push.answer.problems("intake.answer"));
 
         let mut seen = std::collections::HashSet::new();
         for (i, rule) in self.mapping.iter().enumerate() {
@@ -207,8 +391,8 @@ impl ConnectorDefinition {
                     problems.push(format!("{key}: give `from` or `value`, not both"))
                 }
                 (None, None) => problems.push(format!("{key}: needs `from` or `value`")),
-                (Some(from), None) if !from.starts_with('/') => problems.push(format!(
-                    "{key}.from: {from:?} must be a JSON Pointer starting with '/'"
+                (Some(from), None) if !(from.is_empty() || from.starts_with('/')) => problems.push(format!(
+                    "{key}.from: {from:?} must be a JSON Pointer starting with '/' (or \"\" for the whole item)"
                 )),
                 _ => {}
             }

@@ -9,8 +9,10 @@ pub mod answer;
 pub mod auth;
 pub mod definition;
 pub mod error;
+pub mod geo;
 pub mod mapping;
 pub mod transforms;
+pub mod xml;
 
 pub use answer::{Answer, AnswerClass};
 pub use auth::{AuthError, AuthScheme};

@@ -44,6 +44,34 @@ pub enum Transform {
         #[serde(default = "default_phone_region")]
         region: String,
     },
+    /// An RFC 3339 time, checked and written uniformly.
+    Rfc3339,
+    /// A number written as text (form fields) → a JSON number.
+    ToNumber,
+    /// One value → a one-element list; empty text → an empty list.
+    ToArray,
+    /// An object with a point → `{lat, lon}` in WGS-84. `lat`/`lon` name the object's
+    /// fields; the datum is `datum_field`'s value when present, else `datum`
+    /// (`gcj02` or `wgs84`). No coordinates → null.
+    Coordinates {
+        lat: String,
+        lon: String,
+        #[serde(default)]
+        datum_field: Option<String>,
+        #[serde(default = "default_datum")]
+        datum: String,
+    },
+    /// A stable id for channels that have none (Open311): hex SHA-256 of the value's
+    /// canonical JSON without the `exclude`d fields, so an identical resend gets the
+    /// same petition id.
+    ContentHash {
+        #[serde(default)]
+        exclude: Vec<String>,
+    },
+}
+
+fn default_datum() -> String {
+    "wgs84".into()
 }
 
 fn default_zone() -> String {
@@ -65,6 +93,11 @@ impl Transform {
             Transform::UnixSeconds { .. } => "unix_seconds",
             Transform::UnixMillis { .. } => "unix_millis",
             Transform::PhoneE164 { .. } => "phone_e164",
+            Transform::Rfc3339 => "rfc3339",
+            Transform::ToNumber => "to_number",
+            Transform::ToArray => "to_array",
+            Transform::Coordinates { .. } => "coordinates",
+            Transform::ContentHash { .. } => "content_hash",
         }
     }
 
@@ -96,6 +129,9 @@ impl Transform {
                 .map(|_| ())
                 .map_err(|_| format!("unknown phone region {region:?} (use an ISO code like CN)")),
             Transform::ValueMap { map, .. } if map.is_empty() => Err("map is empty".into()),
+            Transform::Coordinates { datum, .. } if datum != "gcj02" && datum != "wgs84" => {
+                Err(format!("datum {datum:?} must be gcj02 or wgs84"))
+            }
             _ => Ok(()),
         }
     }
@@ -151,8 +187,106 @@ impl Transform {
             Transform::UnixSeconds { zone } => epoch(&value, zone, 1_000),
             Transform::UnixMillis { zone } => epoch(&value, zone, 1),
             Transform::PhoneE164 { region } => phone_e164(&value, region),
+            Transform::Rfc3339 => {
+                let text = expect_str(&value)?;
+                DateTime::parse_from_rfc3339(text.trim())
+                    .map(|t| Value::String(t.to_rfc3339()))
+                    .map_err(|_| format!("{text:?} is not an RFC 3339 time"))
+            }
+            Transform::ToNumber => match &value {
+                Value::Number(_) => Ok(value),
+                Value::String(s) if s.trim().is_empty() => Ok(Value::Null),
+                Value::String(s) => s
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .ok_or_else(|| format!("{s:?} is not a number")),
+                other => Err(format!("expected a number, found {}", type_name(other))),
+            },
+            Transform::ToArray => Ok(match value {
+                Value::Array(_) => value,
+                Value::String(s) if s.trim().is_empty() => Value::Array(Vec::new()),
+                other => Value::Array(vec![other]),
+            }),
+            Transform::Coordinates {
+                lat,
+                lon,
+                datum_field,
+                datum,
+            } => coordinates(&value, lat, lon, datum_field.as_deref(), datum),
+            Transform::ContentHash { exclude } => {
+                use sha2::Digest;
+                let mut v = value;
+                if let Value::Object(map) = &mut v {
+                    for field in exclude {
+                        map.remove(field);
+                    }
+                }
+                // serde_json's map is ordered by key, so this text is canonical.
+                let text = serde_json::to_string(&v).map_err(|e| e.to_string())?;
+                Ok(Value::String(
+                    hex::encode(sha2::Sha256::digest(text.as_bytes()))[..32].to_string(),
+                ))
+            }
         }
     }
+}
+
+fn number_in(obj: &Value, field: &str) -> Result<Option<f64>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| format!("{field}: {s:?} is not a number")),
+        Some(other) => Err(format!(
+            "{field}: expected a number, found {}",
+            type_name(other)
+        )),
+    }
+}
+
+fn coordinates(
+    obj: &Value,
+    lat_field: &str,
+    lon_field: &str,
+    datum_field: Option<&str>,
+    default_datum: &str,
+) -> Result<Value, String> {
+    if !obj.is_object() {
+        return Err(format!(
+            "expected an object with {lat_field} and {lon_field}"
+        ));
+    }
+    let (lat, lon) = match (number_in(obj, lat_field)?, number_in(obj, lon_field)?) {
+        (Some(lat), Some(lon)) => (lat, lon),
+        (None, None) => return Ok(Value::Null),
+        _ => return Err(format!("needs both {lat_field} and {lon_field}")),
+    };
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(format!("({lat}, {lon}) is not a point on Earth"));
+    }
+    let datum = datum_field
+        .and_then(|f| obj.get(f))
+        .and_then(Value::as_str)
+        .map(|d| d.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| default_datum.to_string());
+    let (lat, lon) = match datum.as_str() {
+        "gcj02" | "gcj-02" => crate::geo::gcj02_to_wgs84(lat, lon),
+        "wgs84" | "wgs-84" => (lat, lon),
+        other => {
+            return Err(format!(
+                "unknown coordinate system {other:?} (gcj02 or wgs84)"
+            ))
+        }
+    };
+    let round = |x: f64| (x * 1e7).round() / 1e7;
+    Ok(serde_json::json!({"lat": round(lat), "lon": round(lon)}))
 }
 
 fn parse_zone(zone: &str) -> Result<Tz, String> {
@@ -354,6 +488,66 @@ mod tests {
             Transform::Trim.apply(json!("\u{3000} a \n")),
             Ok(json!("a"))
         );
+    }
+
+    #[test]
+    fn coordinates_convert_gcj02_and_keep_wgs84() {
+        let t = Transform::Coordinates {
+            lat: "lat".into(),
+            lon: "lng".into(),
+            datum_field: Some("coordType".into()),
+            datum: "gcj02".into(),
+        };
+        let (glat, glon) = crate::geo::wgs84_to_gcj02(37.1652, 122.4211);
+        let v = t
+            .apply(json!({"lat": glat, "lng": glon, "coordType": "gcj02"}))
+            .unwrap();
+        let d = crate::geo::haversine_m(
+            (37.1652, 122.4211),
+            (v["lat"].as_f64().unwrap(), v["lon"].as_f64().unwrap()),
+        );
+        assert!(d < 0.05, "{d} m");
+        let v = t
+            .apply(json!({"lat": "37.1", "lng": "122.4", "coordType": "wgs84"}))
+            .unwrap();
+        assert_eq!(v, json!({"lat": 37.1, "lon": 122.4}));
+        assert_eq!(t.apply(json!({"address": "x"})), Ok(Value::Null));
+        assert!(t.apply(json!({"lat": 37.1})).is_err());
+        assert!(t.apply(json!({"lat": 137.1, "lng": 1.0})).is_err());
+    }
+
+    #[test]
+    fn content_hash_ignores_excluded_fields_and_key_order() {
+        let t = Transform::ContentHash {
+            exclude: vec!["api_key".into()],
+        };
+        let a = t
+            .apply(json!({"a": "1", "b": "2", "api_key": "k1"}))
+            .unwrap();
+        let b = t
+            .apply(json!({"b": "2", "a": "1", "api_key": "k2"}))
+            .unwrap();
+        let c = t.apply(json!({"a": "1", "b": "3"})).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn numbers_arrays_and_rfc3339() {
+        assert_eq!(Transform::ToNumber.apply(json!(" 36.9 ")), Ok(json!(36.9)));
+        assert!(Transform::ToNumber.apply(json!("north")).is_err());
+        assert_eq!(
+            Transform::ToArray.apply(json!("http://x/1.jpg")),
+            Ok(json!(["http://x/1.jpg"]))
+        );
+        assert_eq!(Transform::ToArray.apply(json!("")), Ok(json!([])));
+        assert_eq!(
+            Transform::Rfc3339.apply(json!("2026-11-24T09:20:11+08:00")),
+            Ok(json!("2026-11-24T09:20:11+08:00"))
+        );
+        assert!(Transform::Rfc3339
+            .apply(json!("2026-11-24 09:20:11"))
+            .is_err());
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! Intake: the HTTP listener. Each push connector gets its route; `/healthz` and
 //! `/readyz` tell load balancers whether to send traffic.
 
+pub mod cursor;
+pub mod discovery;
+pub mod events;
+pub mod lease;
+pub mod poll;
 pub mod push;
 pub mod quarantine;
 
 use crate::config::{LoadedConnector, TopicSettings};
+use crate::dispatch::responsibility::ResponsibilityList;
 use crate::kafka::Publisher;
 use crate::normalize::region::RegionResolver;
 use crate::normalize::schema::Schemas;
@@ -26,6 +32,8 @@ pub struct IntakeContext {
     pub schemas: Arc<Schemas>,
     /// Set by the readiness probe once Kafka answers and the topics exist.
     pub ready: Arc<AtomicBool>,
+    /// For discovery documents (Open311 services) built from the list.
+    pub responsibility: Arc<ResponsibilityList>,
 }
 
 pub fn channel_limiter(per_second: u32, burst: u32) -> DefaultDirectRateLimiter {
@@ -40,17 +48,31 @@ pub fn app(ctx: Arc<IntakeContext>, connectors: &[LoadedConnector]) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(ctx.clone()));
     for c in connectors {
-        let push = c.definition.push();
+        let Some(push) = c.definition.push() else {
+            continue; // poll connectors have no routes
+        };
         let channel = Arc::new(PushChannel {
             limiter: channel_limiter(push.rate_limit_per_second, push.rate_limit_burst),
+            push: push.clone(),
             definition: c.definition.clone(),
             secret: c.secret.clone(),
         });
-        let route = push.route.clone();
         router = router.route(
-            &route,
-            post(push::receive).with_state((ctx.clone(), channel)),
+            &push.route,
+            post(push::receive).with_state((ctx.clone(), channel.clone())),
         );
+        for (i, event) in push.events.iter().enumerate() {
+            router = router.route(
+                &event.route,
+                post(events::receive).with_state((ctx.clone(), channel.clone(), i)),
+            );
+        }
+        if let Some(discovery) = &push.discovery {
+            router = router.route(
+                &discovery.route,
+                get(discovery::serve).with_state((ctx.clone(), discovery.kind)),
+            );
+        }
     }
     router
 }

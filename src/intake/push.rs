@@ -1,7 +1,8 @@
 //! The generic push engine: one handler runs every push connector file.
 //!
-//! Order of checks: rate limit → body size → authentication → JSON → mapping → schema →
-//! publish. The sender's receipt is sent only after Kafka acknowledged the petition.
+//! Order of checks: rate limit → body size → authentication → body format → mapping →
+//! schema → publish. The sender's receipt is sent only after Kafka acknowledged the
+//! petition. Every rejection but throttling is quarantined.
 
 use super::quarantine::{quarantine, Rejected};
 use super::IntakeContext;
@@ -13,24 +14,216 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use gateway_connectors::auth::AuthInput;
+use gateway_connectors::definition::{BodyFormat, PushIntake};
 use gateway_connectors::{map_payload, Answer, AnswerClass, ConnectorDefinition, FieldError};
 use governor::DefaultDirectRateLimiter;
 use serde_json::Value;
 use std::sync::Arc;
 
 pub struct PushChannel {
+    /// The push part of `definition`, kept apart so handlers need no `Option`.
+    pub push: PushIntake,
     pub definition: ConnectorDefinition,
     pub secret: String,
     pub limiter: DefaultDirectRateLimiter,
 }
 
-fn respond(answer: Answer) -> Response {
+pub fn respond(answer: Answer) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(answer.body)).into_response()
 }
 
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Parses a body in the connector's format into JSON. Form fields become strings
+/// (a repeated field keeps its last value).
+pub fn decode_body(format: BodyFormat, bytes: &[u8]) -> Result<Value, FieldError> {
+    match format {
+        BodyFormat::Json => serde_json::from_slice(bytes).map_err(|e| {
+            FieldError::new(
+                "/",
+                format!(
+                    "malformed JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        }),
+        BodyFormat::Form => {
+            if std::str::from_utf8(bytes).is_err() {
+                return Err(FieldError::new("/", "form body is not UTF-8"));
+            }
+            let map: serde_json::Map<String, Value> = form_urlencoded::parse(bytes)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect();
+            Ok(Value::Object(map))
+        }
+    }
+}
+
+/// The body as it may be stored: without credential fields (Open311's `api_key`).
+fn without_credentials(format: BodyFormat, bytes: &[u8], field: Option<&str>) -> Vec<u8> {
+    let Some(field) = field else {
+        return bytes.to_vec();
+    };
+    match format {
+        BodyFormat::Form => form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form_urlencoded::parse(bytes).filter(|(k, _)| k != field))
+            .finish()
+            .into_bytes(),
+        BodyFormat::Json => match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(mut m)) => {
+                m.remove(field);
+                serde_json::to_vec(&m).unwrap_or_default()
+            }
+            _ => bytes.to_vec(),
+        },
+    }
+}
+
+/// One request on its way through a push route.
+pub struct Request<'a> {
+    pub ctx: &'a IntakeContext,
+    pub channel: &'a PushChannel,
+    pub headers: &'a HeaderMap,
+    pub received_at: String,
+}
+
+/// A request that passed the rate limit, size limit and authentication.
+pub struct Admitted {
+    pub bytes: Vec<u8>,
+    pub payload: Value,
+}
+
+impl Request<'_> {
+    fn name(&self) -> &str {
+        self.channel.definition.name()
+    }
+
+    /// Answers in the channel's envelope and quarantines the raw request (without
+    /// credentials).
+    pub async fn reject(
+        &self,
+        class: AnswerClass,
+        errors: Vec<FieldError>,
+        body: &[u8],
+        truncated: bool,
+        source_id: Option<String>,
+    ) -> Response {
+        let push = &self.channel.push;
+        let body = without_credentials(push.format, body, push.auth.credential_field());
+        tracing::info!(
+            channel = self.name(),
+            class = class.as_str(),
+            problems = errors.len(),
+            source_id = source_id.as_deref().unwrap_or(""),
+            "request rejected"
+        );
+        let content_type = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        quarantine(
+            self.ctx,
+            Rejected {
+                channel: self.name(),
+                received_at: &self.received_at,
+                class,
+                errors: &errors,
+                source_id: source_id.as_deref(),
+                content_type,
+                body: &body,
+                truncated,
+            },
+        )
+        .await;
+        respond(
+            push.answer
+                .error(class, &errors, source_id.as_deref().unwrap_or("")),
+        )
+    }
+
+    /// Rate limit, size limit, authentication, body format — shared by every route of a
+    /// push connector.
+    pub async fn admit(&self, body: Body) -> Result<Admitted, Response> {
+        let push = &self.channel.push;
+        let name = self.name();
+        if self.channel.limiter.check().is_err() {
+            tracing::warn!(channel = name, "rate limit exceeded");
+            let mut response = respond(push.answer.error(
+                AnswerClass::RateLimited,
+                &[FieldError::new("/", "too many requests; retry after 1 s")],
+                "",
+            ));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(response);
+        }
+
+        let limit = push.max_body_bytes;
+        let too_large = |size: String| {
+            vec![FieldError::new(
+                "/",
+                format!("body of {size} is over the limit of {limit} bytes"),
+            )]
+        };
+        let declared = self
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(len) = declared.filter(|len| *len > limit) {
+            let errors = too_large(format!("{len} bytes"));
+            return Err(self
+                .reject(AnswerClass::TooLarge, errors, &[], true, None)
+                .await);
+        }
+        let bytes = match to_bytes(body, limit).await {
+            Ok(b) => b.to_vec(),
+            Err(_) => {
+                let errors = too_large("more bytes".into());
+                return Err(self
+                    .reject(AnswerClass::TooLarge, errors, &[], true, None)
+                    .await);
+            }
+        };
+
+        let header_str = |n: &str| self.headers.get(n).and_then(|v| v.to_str().ok());
+        let parsed = decode_body(push.format, &bytes);
+        let auth_input = AuthInput {
+            header: &header_str,
+            body: &bytes,
+            fields: parsed.as_ref().ok().and_then(Value::as_object),
+            now_unix: chrono::Utc::now().timestamp(),
+        };
+        if let Err(e) = push.auth.verify(&auth_input, &self.channel.secret) {
+            tracing::warn!(
+                channel = name,
+                location = e.location(),
+                "authentication failed"
+            );
+            let errors = vec![FieldError::new(e.location(), e.to_string())];
+            return Err(self
+                .reject(AnswerClass::Unauthorized, errors, &bytes, false, None)
+                .await);
+        }
+        let mut payload = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(self
+                    .reject(AnswerClass::Invalid, vec![e], &bytes, false, None)
+                    .await)
+            }
+        };
+        if let (Some(field), Value::Object(m)) = (push.auth.credential_field(), &mut payload) {
+            m.remove(field);
+        }
+        Ok(Admitted { bytes, payload })
+    }
 }
 
 pub async fn receive(
@@ -38,161 +231,91 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let req = Request {
+        ctx: &ctx,
+        channel: &channel,
+        headers: &headers,
+        received_at: now_rfc3339(),
+    };
+    let Admitted { bytes, payload } = match req.admit(body).await {
+        Ok(a) => a,
+        Err(response) => return response,
+    };
     let def = &channel.definition;
-    let name = def.name();
-    let push = def.push();
-    let answers = &push.answer;
-    let received_at = now_rfc3339();
-
-    if channel.limiter.check().is_err() {
-        tracing::warn!(channel = name, "rate limit exceeded");
-        let mut response = respond(answers.error(
-            AnswerClass::RateLimited,
-            &[FieldError::new("/", "too many requests; retry after 1 s")],
-            "",
-        ));
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
-    }
-
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let reject = |class: AnswerClass,
-                  errors: Vec<FieldError>,
-                  body: Vec<u8>,
-                  truncated: bool,
-                  source_id: Option<String>| {
-        let ctx = ctx.clone();
-        let content_type = content_type.clone();
-        let received_at = received_at.clone();
-        async move {
-            tracing::info!(
-                channel = name,
-                class = class.as_str(),
-                problems = errors.len(),
-                source_id = source_id.as_deref().unwrap_or(""),
-                "request rejected"
-            );
-            quarantine(
-                &ctx,
-                Rejected {
-                    channel: name,
-                    received_at: &received_at,
-                    class,
-                    errors: &errors,
-                    source_id: source_id.as_deref(),
-                    content_type: content_type.as_deref(),
-                    body: &body,
-                    truncated,
-                },
-            )
-            .await;
-            respond(answers.error(class, &errors, source_id.as_deref().unwrap_or("")))
-        }
-    };
-
-    let limit = push.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let too_large = |size: String| {
-        vec![FieldError::new(
-            "/",
-            format!("body of {size} is over the limit of {limit} bytes"),
-        )]
-    };
-    if let Some(len) = declared.filter(|len| *len > limit) {
-        return reject(
-            AnswerClass::TooLarge,
-            too_large(format!("{len} bytes")),
-            Vec::new(),
-            true,
-            None,
-        )
-        .await;
-    }
-    let bytes = match to_bytes(body, limit).await {
-        Ok(b) => b.to_vec(),
-        Err(_) => {
-            return reject(
-                AnswerClass::TooLarge,
-                too_large("more bytes".into()),
-                Vec::new(),
-                true,
-                None,
-            )
-            .await
-        }
-    };
-
-    let header_str = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    if let Err(e) = push.auth.verify(header_str, &channel.secret) {
-        tracing::warn!(channel = name, header = e.header(), "authentication failed");
-        let errors = vec![FieldError::new(
-            format!("header {}", e.header()),
-            e.to_string(),
-        )];
-        return reject(AnswerClass::Unauthorized, errors, bytes, false, None).await;
-    }
-
-    let payload: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            let errors = vec![FieldError::new(
-                "/",
-                format!(
-                    "malformed JSON at line {} column {}: {e}",
-                    e.line(),
-                    e.column()
-                ),
-            )];
-            return reject(AnswerClass::Invalid, errors, bytes, false, None).await;
-        }
-    };
     let source_hint = source_id_hint(def, &payload);
-    let mapped = match map_payload(def, &payload) {
-        Ok(m) => m,
-        Err(errors) => {
-            return reject(AnswerClass::Invalid, errors, bytes, false, source_hint).await
-        }
-    };
-    let trace_id = header_str("traceparent")
+    let trace_id = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
         .and_then(trace_id_from_traceparent)
         .unwrap_or_else(new_trace_id);
-    let (value, petition) = match normalize(
+    match accept_payload(&ctx, def, &payload, &req.received_at, &trace_id).await {
+        Ok(petition) => respond(
+            channel
+                .push
+                .answer
+                .success(&petition.id, &petition.source_id),
+        ),
+        Err(Refusal::Invalid(errors)) => {
+            req.reject(AnswerClass::Invalid, errors, &bytes, false, source_hint)
+                .await
+        }
+        Err(Refusal::Unavailable(source_id)) => {
+            let errors = vec![FieldError::new(
+                "/",
+                "the petition could not be stored; send it again later",
+            )];
+            respond(
+                channel
+                    .push
+                    .answer
+                    .error(AnswerClass::Unavailable, &errors, &source_id),
+            )
+        }
+    }
+}
+
+/// Why a payload did not become a stored petition.
+pub enum Refusal {
+    /// The sender must fix it.
+    Invalid(Vec<FieldError>),
+    /// Kafka did not acknowledge it; the sender (or poller) tries again.
+    Unavailable(String),
+}
+
+/// Map → normalize → publish to `petitions.inbound`, waiting for Kafka's ack. Shared by
+/// the push routes and the poller.
+pub async fn accept_payload(
+    ctx: &IntakeContext,
+    def: &ConnectorDefinition,
+    payload: &Value,
+    received_at: &str,
+    trace_id: &str,
+) -> Result<crate::petition::Petition, Refusal> {
+    let name = def.name();
+    let mapped = map_payload(def, payload).map_err(Refusal::Invalid)?;
+    let (value, petition) = normalize(
         name,
         &mapped,
-        &received_at,
-        &trace_id,
+        received_at,
+        trace_id,
         &ctx.regions,
         &ctx.schemas,
-    ) {
-        Ok(p) => p,
-        Err(errors) => {
-            return reject(AnswerClass::Invalid, errors, bytes, false, source_hint).await
-        }
-    };
-
-    let record = match serde_json::to_vec(&value) {
-        Ok(r) => r,
-        Err(e) => {
-            let errors = vec![FieldError::new("/", format!("cannot encode petition: {e}"))];
-            return respond(answers.error(AnswerClass::Unavailable, &errors, &petition.source_id));
-        }
-    };
+    )
+    .map_err(Refusal::Invalid)?;
+    let record = serde_json::to_vec(&value).map_err(|e| {
+        Refusal::Invalid(vec![FieldError::new(
+            "/",
+            format!("cannot encode petition: {e}"),
+        )])
+    })?;
     let source = format!("/petition-gateway/intake/{name}");
     let headers = CloudEvent {
         id: &petition.id,
         source: &source,
         event_type: "gov.petition.received.v1",
-        time: &received_at,
+        time: received_at,
         subject: Some(&petition.id),
-        trace_id: &trace_id,
+        trace_id,
         span_id: &new_span_id(),
     }
     .headers();
@@ -212,25 +335,24 @@ pub async fn receive(
                 partition, offset,
                 "petition accepted"
             );
-            respond(answers.success(&petition.id, &petition.source_id))
+            Ok(petition)
         }
         Err(e) => {
             // Never a receipt without Kafka's acknowledgement: the sender keeps the
             // petition and resends it; the same id comes back then.
             tracing::error!(channel = name, source_id = %petition.source_id, error = %e,
                 retryable = e.retryable(), "petition not stored; sender told to retry");
-            let errors = vec![FieldError::new(
-                "/",
-                "the petition could not be stored; send it again later",
-            )];
-            respond(answers.error(AnswerClass::Unavailable, &errors, &petition.source_id))
+            Err(Refusal::Unavailable(petition.source_id))
         }
     }
 }
 
 /// The sender's own id, when one can be read, so error answers can echo it.
-fn source_id_hint(def: &ConnectorDefinition, payload: &Value) -> Option<String> {
+pub fn source_id_hint(def: &ConnectorDefinition, payload: &Value) -> Option<String> {
     let rule = def.mapping.iter().find(|r| r.target == "source_id")?;
+    if !rule.transforms.is_empty() && rule.from.as_deref() == Some("") {
+        return None; // derived ids (content hashes) are not the sender's
+    }
     match payload.pointer(rule.from.as_deref()?)? {
         Value::String(s) => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),

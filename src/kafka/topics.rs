@@ -24,19 +24,47 @@ impl TopicError {
     }
 }
 
+/// A topic the gateway needs.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    /// `None`: the configured default.
+    pub partitions: Option<i32>,
+    /// Log compaction (latest value per key), for state topics.
+    pub compacted: bool,
+}
+
+impl TopicSpec {
+    pub fn plain(name: String) -> Self {
+        Self {
+            name,
+            partitions: None,
+            compacted: false,
+        }
+    }
+}
+
 /// Creates the topics that do not exist yet (existing ones are left as they are).
-pub async fn ensure_topics(settings: &KafkaSettings, names: &[String]) -> Result<(), TopicError> {
+pub async fn ensure_topics(
+    settings: &KafkaSettings,
+    specs: &[TopicSpec],
+) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> = super::base_config(settings)
         .create()
         .map_err(TopicError::Client)?;
-    let new_topics: Vec<NewTopic<'_>> = names
+    let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
-        .map(|n| {
-            NewTopic::new(
-                n,
-                settings.partitions,
+        .map(|t| {
+            let topic = NewTopic::new(
+                &t.name,
+                t.partitions.unwrap_or(settings.partitions),
                 TopicReplication::Fixed(settings.replication_factor),
-            )
+            );
+            if t.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

@@ -29,6 +29,9 @@ pub fn normalize(
     fields.insert("received_at".into(), Value::String(received_at.into()));
     fields.insert("trace_id".into(), Value::String(trace_id.into()));
     fields
+        .entry("reported_at")
+        .or_insert_with(|| Value::String(received_at.into()));
+    fields
         .entry("attachments")
         .or_insert_with(|| Value::Array(Vec::new()));
     fields
@@ -38,13 +41,20 @@ pub fn normalize(
     let location = fields
         .entry("location")
         .or_insert_with(|| Value::Object(Map::new()));
-    let address = location.get("address").and_then(Value::as_str);
     let text = mapped
         .fields
         .get("text")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let region = regions.resolve(address, text);
+    let point = location
+        .get("point")
+        .and_then(|p| Some((p.get("lat")?.as_f64()?, p.get("lon")?.as_f64()?)));
+    let region = regions.resolve(&region::Clues {
+        grid_code: location.get("grid_code").and_then(Value::as_str),
+        point,
+        address: location.get("address").and_then(Value::as_str),
+        text,
+    });
     if let Value::Object(loc) = location {
         loc.insert(
             "region".into(),

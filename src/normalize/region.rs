@@ -86,6 +86,16 @@ struct Needle {
     kind: NameKind,
 }
 
+/// What a petition offers for finding its region.
+#[derive(Debug, Default)]
+pub struct Clues<'a> {
+    pub grid_code: Option<&'a str>,
+    /// WGS-84 (lat, lon).
+    pub point: Option<(f64, f64)>,
+    pub address: Option<&'a str>,
+    pub text: &'a str,
+}
+
 /// Compiled lookup over the gazetteer's names.
 pub struct RegionResolver {
     gazetteer: Gazetteer,
@@ -128,13 +138,23 @@ impl RegionResolver {
         &self.gazetteer
     }
 
-    /// The address decides when it names a place; the text is the fallback; the county is
-    /// what is left when the petition names no place at all.
-    pub fn resolve(&self, address: Option<&str>, text: &str) -> Region {
-        if let Some(found) = address.and_then(|a| self.find(a)) {
+    /// Most specific evidence first: the grid code names the street outright; a place name
+    /// in the address is what the citizen said; coordinates come next (app locations are
+    /// often the phone's, not the incident's); then a place named in the text; the county
+    /// is what is left when the petition names no place at all.
+    pub fn resolve(&self, clues: &Clues<'_>) -> Region {
+        if let Some(street) = clues.grid_code.and_then(|g| self.by_grid_code(g)) {
+            let code = clues.grid_code.unwrap_or_default();
+            return self.street_region((street, &code[..9.min(code.len())]), ResolvedBy::GridCode);
+        }
+        if let Some(found) = clues.address.and_then(|a| self.find(a)) {
             return self.street_region(found, ResolvedBy::Address);
         }
-        if let Some(found) = self.find(text) {
+        if let Some(street) = clues.point.and_then(|p| self.by_point(p)) {
+            let s = &self.gazetteer.streets[street];
+            return self.street_region((street, &s.name), ResolvedBy::Coordinates);
+        }
+        if let Some(found) = self.find(clues.text) {
             return self.street_region(found, ResolvedBy::Text);
         }
         Region {
@@ -144,6 +164,37 @@ impl RegionResolver {
             resolved_by: ResolvedBy::Default,
             matched: None,
         }
+    }
+
+    fn by_grid_code(&self, grid: &str) -> Option<usize> {
+        let street = grid.get(..9)?;
+        self.gazetteer.streets.iter().position(|s| s.code == street)
+    }
+
+    /// The nearest street centre, if the point is within that street's radius.
+    fn by_point(&self, (lat, lon): (f64, f64)) -> Option<usize> {
+        self.gazetteer
+            .streets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let d =
+                    gateway_connectors::geo::haversine_m((lat, lon), (s.center[0], s.center[1]));
+                (i, d, s.radius_km * 1000.0)
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .filter(|(_, d, radius)| d <= radius)
+            .map(|(i, _, _)| i)
+    }
+
+    /// Convenience for address + text only.
+    pub fn resolve_text(&self, address: Option<&str>, text: &str) -> Region {
+        self.resolve(&Clues {
+            grid_code: None,
+            point: None,
+            address,
+            text,
+        })
     }
 
     fn street_region(&self, (street, matched): (usize, &str), by: ResolvedBy) -> Region {
@@ -198,14 +249,14 @@ mod tests {
 
     #[test]
     fn the_address_names_the_street() {
-        let r = resolver().resolve(Some("崖头街道曙光社区3号楼"), "楼道灯坏了");
+        let r = resolver().resolve_text(Some("崖头街道曙光社区3号楼"), "楼道灯坏了");
         assert_eq!(r.code, "371082001");
         assert_eq!(r.resolved_by, ResolvedBy::Address);
     }
 
     #[test]
     fn a_community_alone_is_enough() {
-        let r = resolver().resolve(None, "马栏湾村附近自来水管爆了");
+        let r = resolver().resolve_text(None, "马栏湾村附近自来水管爆了");
         assert_eq!(r.code, "371082011");
         assert_eq!(r.resolved_by, ResolvedBy::Text);
     }
@@ -213,21 +264,50 @@ mod tests {
     #[test]
     fn road_names_that_start_with_an_alias_are_not_places() {
         // 成山 is 成山镇's alias, but 成山大道 is a road in many towns.
-        let r = resolver().resolve(Some("荫子镇黄海路成山大道路口"), "");
+        let r = resolver().resolve_text(Some("荫子镇黄海路成山大道路口"), "");
         assert_eq!(r.code, "371082016");
-        let r = resolver().resolve(None, "成山大道与海湾路路口路灯不亮");
+        let r = resolver().resolve_text(None, "成山大道与海湾路路口路灯不亮");
         assert_eq!(r.level, RegionLevel::County);
     }
 
     #[test]
     fn the_first_place_named_wins() {
-        let r = resolver().resolve(Some("人和石岛大街成山大道路口"), "");
+        let r = resolver().resolve_text(Some("人和石岛大街成山大道路口"), "");
         assert_eq!(r.code, "371082021");
     }
 
     #[test]
+    fn a_grid_code_names_the_street() {
+        let r = resolver().resolve(&Clues {
+            grid_code: Some("371082004007020"),
+            text: "停水了",
+            ..Clues::default()
+        });
+        assert_eq!(r.code, "371082004");
+        assert_eq!(r.resolved_by, ResolvedBy::GridCode);
+    }
+
+    #[test]
+    fn coordinates_find_the_nearest_street_within_its_radius() {
+        let r = resolver().resolve(&Clues {
+            point: Some((36.9085, 122.4293)),
+            text: "拖欠工资",
+            ..Clues::default()
+        });
+        assert_eq!(r.code, "371082004");
+        assert_eq!(r.resolved_by, ResolvedBy::Coordinates);
+        // Out at sea: no street's radius covers it.
+        let r = resolver().resolve(&Clues {
+            point: Some((37.6, 123.3)),
+            text: "拖欠工资",
+            ..Clues::default()
+        });
+        assert_eq!(r.level, RegionLevel::County);
+    }
+
+    #[test]
     fn no_place_means_the_county() {
-        let r = resolver().resolve(None, "某单位拖欠中小企业账款");
+        let r = resolver().resolve_text(None, "某单位拖欠中小企业账款");
         assert_eq!(r.code, "371082");
         assert_eq!(r.level, RegionLevel::County);
         assert_eq!(r.resolved_by, ResolvedBy::Default);
