@@ -774,7 +774,8 @@ class Handler(BaseHTTPRequestHandler):
     def record(self, kind, req, status, reply, fault=False):
         entry = {"method": req.method, "path": urllib.parse.unquote(req.path),
                  "query": req.query,
-                 "status": status, "time": time.time()}
+                 "status": status, "time": time.time(),
+                 "user_agent": req.headers.get("user-agent", "")}
         if fault:
             entry["fault"] = True
         if kind == "callback":

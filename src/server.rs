@@ -51,6 +51,14 @@ pub struct RunningGateway {
     publisher: Publisher,
 }
 
+impl Drop for RunningGateway {
+    /// A dropped handle (a test that failed, say) stops the gateway instead of leaving
+    /// its pollers and lease thread running.
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 impl RunningGateway {
     /// Stops accepting, lets in-flight requests finish, stops the dispatcher, flushes.
     pub async fn shutdown(self) {
@@ -59,8 +67,8 @@ impl RunningGateway {
     }
 
     /// Waits until the token (shared with signal handlers) stops everything.
-    pub async fn wait(self) {
-        for t in self.tasks {
+    pub async fn wait(mut self) {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
         self.publisher.flush(Duration::from_secs(5)).await;
@@ -192,7 +200,12 @@ pub async fn start(
         let poller = Arc::new(Poller {
             ctx: ctx.clone(),
             http: reqwest::Client::builder()
-                .user_agent(concat!("petition-gateway/", env!("CARGO_PKG_VERSION")))
+                .user_agent(format!(
+                    "petition-gateway/{} (instance {}-{:08x})",
+                    env!("CARGO_PKG_VERSION"),
+                    std::process::id(),
+                    rand::random::<u32>()
+                ))
                 .build()
                 .map_err(|e| ServerError::Http(e.to_string()))?,
             cursors: CursorStore::new(

@@ -214,6 +214,10 @@ pub async fn read_topics(topics: &[String], expected: usize, settle: Duration) -
                     headers,
                 });
             }
+            // A topic created a moment ago may not be in every broker's metadata yet.
+            Ok(Err(rdkafka::error::KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ))) => tokio::time::sleep(Duration::from_millis(100)).await,
             Ok(Err(e)) => panic!("consumer error: {e}"),
             Err(_) => break,
         }
@@ -242,4 +246,199 @@ pub fn kafka_script(args: &[&str]) {
         .status()
         .unwrap();
     assert!(status.success(), "scripts/kafka {args:?} failed");
+}
+
+/// One connector in a test configuration: name, definition file, extra settings.
+pub struct Connector {
+    pub name: &'static str,
+    pub definition: PathBuf,
+    pub settings: Vec<(&'static str, String)>,
+}
+
+impl Connector {
+    /// A shipped connector with the simulators' default credentials.
+    pub fn shipped(name: &'static str) -> Self {
+        let secret = |k: &'static str, v: &str| (k, v.to_string());
+        let settings = match name {
+            "hotline" => vec![secret("token", TOKEN)],
+            "city-app" => vec![secret("secret", "dev-city-app-secret")],
+            "community-app" => vec![secret("api_key", "dev-community-key")],
+            "open311" => vec![secret("api_key", "dev-open311-key")],
+            "leader-board" => vec![secret("app_key", "dev-leader-board-key")],
+            "supervision" => vec![secret("token", "dev-supervision-token")],
+            _ => vec![],
+        };
+        Self {
+            name,
+            definition: repo().join(format!("connectors/{name}.toml")),
+            settings,
+        }
+    }
+
+    /// The shipped connector file with text replaced (e.g. a shorter poll interval).
+    pub fn edited(name: &'static str, dir: &Path, edits: &[(&str, &str)]) -> Self {
+        let mut text =
+            std::fs::read_to_string(repo().join(format!("connectors/{name}.toml"))).unwrap();
+        for (from, to) in edits {
+            assert!(text.contains(from), "{from:?} not in {name}.toml");
+            text = text.replace(from, to);
+        }
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        Self {
+            definition: path,
+            ..Self::shipped(name)
+        }
+    }
+
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.settings.push((key, value.into()));
+        self
+    }
+}
+
+/// A gateway config with exactly these connectors, on its own topic prefix.
+pub fn config_with(
+    name: &str,
+    dispatcher: bool,
+    dir: tempfile::TempDir,
+    connectors: &[Connector],
+) -> TestConfig {
+    config_on_prefix(&unique_prefix(name), dispatcher, dir, connectors)
+}
+
+/// Same, on a given prefix (two gateway instances sharing their topics and groups).
+pub fn config_on_prefix(
+    prefix: &str,
+    dispatcher: bool,
+    dir: tempfile::TempDir,
+    connectors: &[Connector],
+) -> TestConfig {
+    let mut text = format!(
+        r#"
+[http]
+listen = "127.0.0.1:0"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+message_timeout_ms = 3000
+[topics]
+prefix = "{prefix}"
+[routing]
+responsibility = "{repo}/config/responsibility.toml"
+gazetteer = "{repo}/config/gazetteer.toml"
+[dispatcher]
+enabled = {dispatcher}
+group_id = "{prefix}dispatcher"
+"#,
+        bootstrap = bootstrap(),
+        repo = repo().display(),
+    );
+    for c in connectors {
+        text.push_str(&format!(
+            "[connectors.{}]\ndefinition = \"{}\"\n",
+            c.name,
+            c.definition.display()
+        ));
+        for (k, v) in &c.settings {
+            text.push_str(&format!("{k} = \"{v}\"\n"));
+        }
+    }
+    let file = dir.path().join(format!("gateway-{}.toml", rand_suffix()));
+    std::fs::write(&file, text).unwrap();
+    TestConfig {
+        prefix: prefix.to_string(),
+        dir,
+        file,
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A channel simulator (`simulators/channel_sim.py`): a real HTTP server on 127.0.0.1.
+pub struct Sim {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Sim {
+    pub fn start(channel: &str, gateway: Option<std::net::SocketAddr>, extra: &[&str]) -> Sim {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(repo().join("simulators/channel_sim.py"))
+            .args(["--channel", channel, "--port", "0"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some(addr) = gateway {
+            cmd.args(["--gateway", &format!("http://{addr}")]);
+        }
+        let mut child = cmd.spawn().expect("python3 must be installed");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("simulator {channel} said {line:?}"))
+            .to_string();
+        Sim {
+            url: format!("http://{addr}"),
+            child,
+        }
+    }
+
+    pub async fn control(&self, path: &str, body: Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        reqwest::get(format!("{}{path}", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn push(&self, body: Value) -> Vec<Value> {
+        self.control("/_sim/push", body).await["results"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Distinct petition ids among records.
+pub fn distinct_ids(records: &[Record], pointer: &str) -> std::collections::HashSet<String> {
+    records
+        .iter()
+        .filter_map(|r| {
+            r.value
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect()
 }
