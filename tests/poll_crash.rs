@@ -53,7 +53,7 @@ async fn a_crash_between_fetch_and_publish_loses_and_doubles_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(!status.success(), "the process was meant to abort");
-    let after_crash = read_topics(&[inbound.clone()], 20, Duration::from_secs(2)).await;
+    let after_crash = read_topics(std::slice::from_ref(&inbound), 20, Duration::from_secs(2)).await;
     assert_eq!(
         after_crash.len(),
         20,
@@ -64,7 +64,12 @@ async fn a_crash_between_fetch_and_publish_loses_and_doubles_nothing() {
     let mut second = gateway_process(&cfg.file, None);
     let deadline = Instant::now() + Duration::from_secs(90);
     let all = loop {
-        let all = read_topics(&[inbound.clone()], 70, Duration::from_millis(500)).await;
+        let all = read_topics(
+            std::slice::from_ref(&inbound),
+            70,
+            Duration::from_millis(500),
+        )
+        .await;
         if all.len() >= 70 || Instant::now() > deadline {
             break all;
         }
