@@ -152,14 +152,18 @@ pub async fn start(
         let kafka = settings.kafka.clone();
         let ready = ready.clone();
         let cancel = cancel.clone();
+        let inbound = settings.topics.name(&settings.topics.inbound);
         tasks.push(tokio::spawn(async move {
             let mut ensured = false;
             loop {
                 let p = probe.clone();
-                let reachable =
-                    tokio::task::spawn_blocking(move || p.broker_reachable(Duration::from_secs(2)))
-                        .await
-                        .unwrap_or(false);
+                // Once the topics exist, readiness also needs the inbound topic writable.
+                let topic = ensured.then(|| inbound.clone());
+                let reachable = tokio::task::spawn_blocking(move || {
+                    p.broker_reachable(topic.as_deref(), Duration::from_secs(2))
+                })
+                .await
+                .unwrap_or(false);
                 if reachable && !ensured {
                     match ensure_topics(&kafka, &topic_specs).await {
                         Ok(()) => {

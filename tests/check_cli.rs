@@ -37,11 +37,16 @@ fn broken(edit: impl Fn(&Path)) -> (tempfile::TempDir, PathBuf) {
         )
         .unwrap();
     }
-    std::fs::copy(
-        repo().join("connectors/hotline.toml"),
-        dir.path().join("connectors/hotline.toml"),
-    )
-    .unwrap();
+    for entry in std::fs::read_dir(repo().join("connectors")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let target = dir
+                .path()
+                .join("connectors")
+                .join(path.file_name().unwrap());
+            std::fs::copy(&path, target).unwrap();
+        }
+    }
     edit(dir.path());
     let file = dir.path().join("config/gateway.toml");
     (dir, file)

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Partitions of the lease topic; channels map onto them by a stable hash.
-pub const LEASE_PARTITIONS: i32 = 16;
+pub const LEASE_PARTITIONS: i32 = 8;
 
 /// FNV-1a: stable across builds and platforms, unlike std's hasher.
 pub fn lease_partition(channel: &str) -> i32 {

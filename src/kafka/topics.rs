@@ -95,11 +95,22 @@ impl HealthProbe {
         Ok(Self { consumer })
     }
 
-    /// Whether the cluster answers a metadata request; blocking, run it off the async
-    /// threads.
-    pub fn broker_reachable(&self, timeout: Duration) -> bool {
-        self.consumer
-            .fetch_metadata(None, timeout)
-            .is_ok_and(|m| !m.brokers().is_empty())
+    /// Whether the cluster answers and, when `topic` is given, every partition of that
+    /// topic has a leader (a restarted broker answers metadata before it can take
+    /// writes). Blocking: run it off the async threads.
+    pub fn broker_reachable(&self, topic: Option<&str>, timeout: Duration) -> bool {
+        let Ok(m) = self.consumer.fetch_metadata(topic, timeout) else {
+            return false;
+        };
+        if m.brokers().is_empty() {
+            return false;
+        }
+        m.topics().iter().all(|t| {
+            t.error().is_none()
+                && !t.partitions().is_empty()
+                && t.partitions()
+                    .iter()
+                    .all(|p| p.leader() >= 0 && p.error().is_none())
+        })
     }
 }

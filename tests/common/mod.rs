@@ -76,7 +76,7 @@ listen = "127.0.0.1:0"
 [kafka]
 bootstrap_servers = "{bootstrap}"
 message_timeout_ms = 3000
-partitions = 3
+partitions = 1
 replication_factor = 1
 [topics]
 prefix = "{prefix}"
@@ -321,6 +321,7 @@ listen = "127.0.0.1:0"
 [kafka]
 bootstrap_servers = "{bootstrap}"
 message_timeout_ms = 3000
+partitions = 1
 [topics]
 prefix = "{prefix}"
 [routing]
