@@ -745,7 +745,8 @@ class Handler(BaseHTTPRequestHandler):
                 resp = self.sim.fault_response(fault)
         if resp is None:
             resp = self.call(handler, req, args)
-        self.record(kind, req, resp.status, resp.reply, fault=bool(fault and fault.status))
+        self.record(kind, req, resp.status, resp.reply, fault=bool(fault and fault.status),
+                    delayed_ms=fault.delay_ms if fault else 0)
         self.send(resp)
 
     def call(self, handler, req, args):
@@ -771,13 +772,15 @@ class Handler(BaseHTTPRequestHandler):
         status = 405 if path_known else 404
         return error_response(self.sim.channel, status, f"no route {req.method} {req.path}")
 
-    def record(self, kind, req, status, reply, fault=False):
+    def record(self, kind, req, status, reply, fault=False, delayed_ms=0):
         entry = {"method": req.method, "path": urllib.parse.unquote(req.path),
                  "query": req.query,
                  "status": status, "time": time.time(),
                  "user_agent": req.headers.get("user-agent", "")}
         if fault:
             entry["fault"] = True
+        if delayed_ms:
+            entry["delayed_ms"] = delayed_ms
         if kind == "callback":
             entry["headers"] = req.headers
             entry["body"] = (req.body.decode("utf-8", errors="replace")

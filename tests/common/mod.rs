@@ -56,47 +56,23 @@ pub struct TestConfig {
     pub file: PathBuf,
 }
 
-/// Writes a gateway config for one test: its own topic prefix, a free port, the repo's
-/// responsibility list and gazetteer. `hotline_definition` replaces the connector file.
+/// A gateway config for one test with the hotline only: its own topic prefix, a free
+/// port, the repo's responsibility list and gazetteer. `hotline_definition` replaces the
+/// connector file.
 pub fn write_config(name: &str, dispatcher: bool, hotline_definition: Option<&str>) -> TestConfig {
-    let prefix = unique_prefix(name);
     let dir = tempfile::tempdir().unwrap();
-    let definition = match hotline_definition {
+    let hotline = match hotline_definition {
         Some(text) => {
-            let p = dir.path().join("hotline.toml");
-            std::fs::write(&p, text).unwrap();
-            p
+            let path = dir.path().join("hotline.toml");
+            std::fs::write(&path, text).unwrap();
+            Connector {
+                definition: path,
+                ..Connector::shipped("hotline")
+            }
         }
-        None => repo().join("connectors/hotline.toml"),
+        None => Connector::shipped("hotline"),
     };
-    let config = format!(
-        r#"
-[http]
-listen = "127.0.0.1:0"
-[kafka]
-bootstrap_servers = "{bootstrap}"
-message_timeout_ms = 3000
-partitions = 1
-replication_factor = 1
-[topics]
-prefix = "{prefix}"
-[routing]
-responsibility = "{repo}/config/responsibility.toml"
-gazetteer = "{repo}/config/gazetteer.toml"
-[dispatcher]
-enabled = {dispatcher}
-group_id = "{prefix}dispatcher"
-[connectors.hotline]
-definition = "{definition}"
-token = "{TOKEN}"
-"#,
-        bootstrap = bootstrap(),
-        repo = repo().display(),
-        definition = definition.display(),
-    );
-    let file = dir.path().join("gateway.toml");
-    std::fs::write(&file, config).unwrap();
-    TestConfig { prefix, dir, file }
+    config_with(name, dispatcher, dir, &[hotline])
 }
 
 pub async fn start(config: &Path) -> RunningGateway {
