@@ -65,8 +65,41 @@ def main(sample_path, replay_path):
             "escalation_recall": round(s["escalate_found"] / (s["escalate_labeled"] or 1), 4),
             "escalation_precision": round(s["escalated_right"] / (s["escalated"] or 1), 4),
         }
+    report["dedupe"] = dedupe_quality(labels, replay_path)
     json.dump(report, sys.stdout, ensure_ascii=False, indent=1)
     print()
+
+
+def dedupe_quality(labels, replay_path):
+    """Pairwise precision and recall: over all pairs of reports, same case vs same incident."""
+    case_of = {}
+    for line in open(replay_path, encoding="utf-8"):
+        out = json.loads(line)
+        if "error" not in out and out["seq"] in labels:
+            case_of[out["seq"]] = out["case_id"]
+    def pairs(groups):
+        n = 0
+        for members in groups.values():
+            n += len(members) * (len(members) - 1) // 2
+        return n
+    by_case = collections.defaultdict(list)
+    by_incident = collections.defaultdict(list)
+    by_both = collections.defaultdict(list)
+    for seq, case in case_of.items():
+        incident = labels[seq]["incident"]
+        by_case[case].append(seq)
+        by_incident[incident].append(seq)
+        by_both[(case, incident)].append(seq)
+    predicted, actual, right = pairs(by_case), pairs(by_incident), pairs(by_both)
+    return {
+        "predicted_pairs": predicted,
+        "labeled_pairs": actual,
+        "right_pairs": right,
+        "precision": round(right / predicted, 4) if predicted else None,
+        "recall": round(right / actual, 4) if actual else None,
+        "cases": len(by_case),
+        "incidents": len(by_incident),
+    }
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ pub fn replay(
         .collect();
     let router = Router::new(loaded.responsibility.clone());
     let mut seen = HashSet::new();
+    let mut deduper = crate::dispatch::dedupe::Deduper::default();
     let mut stats = ReplayStats::default();
     for (n, line) in input.lines().enumerate() {
         let line = line?;
@@ -46,6 +47,10 @@ pub fn replay(
             continue;
         }
         stats.lines += 1;
+        let mut state = ReplayState {
+            seen: &mut seen,
+            deduper: &mut deduper,
+        };
         let out = match replay_line(
             &line,
             n + 1,
@@ -53,7 +58,7 @@ pub fn replay(
             &loaded,
             &schemas,
             &router,
-            &mut seen,
+            &mut state,
         ) {
             Ok(v) => {
                 stats.accepted += 1;
@@ -67,6 +72,12 @@ pub fn replay(
         writeln!(output, "{out}")?;
     }
     Ok(stats)
+}
+
+/// What replay remembers across lines: petition ids seen and open cases.
+struct ReplayState<'a> {
+    seen: &'a mut HashSet<String>,
+    deduper: &'a mut crate::dispatch::dedupe::Deduper,
 }
 
 /// The sample's `payload` (JSON, or form fields as JSON), or `payload_xml` (one item
@@ -92,8 +103,9 @@ fn replay_line(
     loaded: &Loaded,
     schemas: &Schemas,
     router: &Router,
-    seen: &mut HashSet<String>,
+    state: &mut ReplayState<'_>,
 ) -> Result<Value, Value> {
+    let (seen, deduper) = (&mut *state.seen, &mut *state.deduper);
     let input: Value = serde_json::from_str(line)
         .map_err(|e| json!({"seq": line_no, "error": format!("line {line_no}: not JSON: {e}")}))?;
     let seq = input.get("seq").cloned().unwrap_or(json!(line_no));
@@ -140,11 +152,30 @@ fn replay_line(
     })?;
     let resent = !seen.insert(petition.id.clone());
     let decision = router.route(&petition);
+    let at = chrono::DateTime::parse_from_rfc3339(&petition.reported_at)
+        .map(|t| t.timestamp())
+        .unwrap_or_default();
+    let merge = if resent {
+        None
+    } else {
+        deduper.decide(
+            &petition.id,
+            &petition.location.region.code,
+            &decision.department,
+            at,
+            &petition.text,
+            &decision.matched,
+        )
+    };
+    let case_id = merge
+        .as_ref()
+        .map_or(petition.id.clone(), |m| m.case_id.clone());
     Ok(json!({
         "seq": seq,
         "petition_id": petition.id,
-        "case_id": petition.id,
-        "merged": resent,
+        "case_id": case_id,
+        "merged": resent || merge.is_some(),
+        "merge": merge,
         "department": decision.department,
         "escalated": decision.escalate,
         "category": petition.category,

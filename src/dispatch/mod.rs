@@ -4,6 +4,7 @@
 //! Deduplication (idempotent receiver, near-duplicate merge) and Kafka transactions slot
 //! in between [`router`] and the publish step in [`dispatcher`].
 
+pub mod dedupe;
 pub mod dispatcher;
 pub mod responsibility;
 pub mod router;

@@ -1,0 +1,284 @@
+//! What makes two reports the same incident: the place details citizens give (building
+//! and unit numbers, the roads of an intersection and the side of it, named businesses,
+//! communities) and the wording, as character bigrams.
+//!
+//! Numbers are normalized first, so 十四号楼 and 14号楼 are the same building.
+
+use std::collections::BTreeSet;
+
+/// Chinese numerals (一 … 九十九, 两, 零, 百) → Arabic digits, wherever they stand before a
+/// counter that names a place (号, 栋, 单元, 楼, 层, 室).
+pub fn normalize_numerals(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        while i < chars.len() && numeral_value(chars[i]).is_some() {
+            i += 1;
+        }
+        if i > start {
+            let run: String = chars[start..i].iter().collect();
+            let followed_by_counter = chars
+                .get(i)
+                .is_some_and(|c| matches!(c, '号' | '栋' | '单' | '楼' | '层' | '室' | '幢'));
+            match (followed_by_counter, chinese_number(&run)) {
+                (true, Some(n)) => out.push_str(&n.to_string()),
+                _ => out.push_str(&run),
+            }
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+fn numeral_value(c: char) -> Option<u32> {
+    Some(match c {
+        '零' | '〇' => 0,
+        '一' => 1,
+        '二' | '两' => 2,
+        '三' => 3,
+        '四' => 4,
+        '五' => 5,
+        '六' => 6,
+        '七' => 7,
+        '八' => 8,
+        '九' => 9,
+        '十' => 10,
+        '百' => 100,
+        _ => return None,
+    })
+}
+
+/// 十四 → 14, 二十 → 20, 二十四 → 24, 一百零五 → 105, 三 → 3.
+pub fn chinese_number(s: &str) -> Option<u32> {
+    let mut total = 0;
+    let mut digit: Option<u32> = None;
+    for c in s.chars() {
+        match numeral_value(c)? {
+            10 => {
+                total += digit.unwrap_or(1) * 10;
+                digit = None;
+            }
+            100 => {
+                total += digit.unwrap_or(1) * 100;
+                digit = None;
+            }
+            d => digit = Some(d),
+        }
+    }
+    Some(total + digit.unwrap_or(0))
+}
+
+/// Place details found in a report's text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `14号楼` → 14.
+    pub buildings: BTreeSet<u32>,
+    pub units: BTreeSet<u32>,
+    /// Road names (`观海路`, `成山大道`, `石岛大街`).
+    pub roads: BTreeSet<String>,
+    /// 东 / 西 / 南 / 北 side of an intersection.
+    pub sides: BTreeSet<char>,
+    /// Named businesses and sites (`宏远机械厂`, `老张烧烤`).
+    pub entities: BTreeSet<String>,
+    /// Character bigrams of the normalized text, for wording similarity.
+    pub bigrams: BTreeSet<(char, char)>,
+}
+
+const ROAD_SUFFIXES: &[&str] = &["大道", "大街", "路", "街"];
+const ENTITY_SUFFIXES: &[&str] = &[
+    "机械厂",
+    "食品厂",
+    "厂",
+    "公司",
+    "项目部",
+    "饭店",
+    "饭庄",
+    "烧烤",
+    "超市",
+    "健身房",
+    "早餐店",
+    "餐馆",
+    "酒店",
+    "工地",
+    "小区",
+    "花园",
+];
+/// Characters that end the name before a suffix: not part of any name.
+const STOPS: &[char] = &[
+    '，', '。', '、', '与', '和', '在', '的', '是', '有', '个', '了', '附', '近', '门', '口', '边',
+    '旁', '里', '从', '到', '把', '被', '家', '我', '们', '你', '他', '这', '那', '举', '报', '反',
+    '映', '投', '诉', '某', '区', '镇', '村', '道', '市', '侧', '交', '叉',
+];
+
+fn is_name_char(c: char) -> bool {
+    ('\u{4e00}'..='\u{9fff}').contains(&c) && !STOPS.contains(&c)
+}
+
+/// The name ending at byte `end` of `text` (up to `max` chars, at least 2).
+fn name_before(text: &str, end: usize, max: usize) -> Option<String> {
+    let head = &text[..end];
+    let name: Vec<char> = head
+        .chars()
+        .rev()
+        .take_while(|c| is_name_char(*c))
+        .take(max)
+        .collect();
+    (name.len() >= 2).then(|| name.into_iter().rev().collect())
+}
+
+pub fn features(text: &str) -> Features {
+    let text = normalize_numerals(text);
+    let mut f = Features::default();
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for (k, &(pos, c)) in chars.iter().enumerate() {
+        // Numbers before 号楼/栋/幢 (buildings) and 单元 (units).
+        if c.is_ascii_digit() && (k == 0 || !chars[k - 1].1.is_ascii_digit()) {
+            let digits: String = text[pos..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            let rest = &text[pos + digits.len()..];
+            if let Ok(n) = digits.parse::<u32>() {
+                if rest.starts_with("号楼")
+                    || rest.starts_with('栋')
+                    || rest.starts_with('幢')
+                    || rest.starts_with("号院")
+                {
+                    f.buildings.insert(n);
+                } else if rest.starts_with("单元") {
+                    f.units.insert(n);
+                }
+            }
+        }
+        if matches!(c, '东' | '西' | '南' | '北') && text[pos + c.len_utf8()..].starts_with('侧')
+        {
+            f.sides.insert(c);
+        }
+    }
+    // Longest suffix first; a shorter one inside a road already found is not another road
+    // (the 街 of 石岛大街).
+    let mut covered: Vec<(usize, usize)> = Vec::new();
+    for suffix in ROAD_SUFFIXES {
+        for (pos, _) in text.match_indices(suffix) {
+            let end = pos + suffix.len();
+            if covered.iter().any(|&(s, e)| s <= pos && end <= e) {
+                continue;
+            }
+            // 路口/路面/路边… are parts of a road, 街道 an administrative area.
+            let next = text[end..].chars().next();
+            if next.is_some_and(|c| "口面边段灯上旁况道".contains(c)) {
+                continue;
+            }
+            if let Some(name) = name_before(&text, pos, 2) {
+                covered.push((pos - name.len(), end));
+                f.roads.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    for suffix in ENTITY_SUFFIXES {
+        for (pos, _) in text.match_indices(suffix) {
+            if let Some(name) = name_before(&text, pos, 4) {
+                f.entities.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    let content: Vec<char> = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation())
+        .collect();
+    f.bigrams = content.windows(2).map(|w| (w[0], w[1])).collect();
+    f
+}
+
+/// Two non-empty sets that share nothing: the reports name different things.
+fn conflict<T: Ord>(a: &BTreeSet<T>, b: &BTreeSet<T>) -> bool {
+    !a.is_empty() && !b.is_empty() && a.is_disjoint(b)
+}
+
+/// Why two reports cannot be one incident, if they cannot.
+pub fn place_conflict(a: &Features, b: &Features) -> Option<&'static str> {
+    if conflict(&a.buildings, &b.buildings) {
+        return Some("another building");
+    }
+    if conflict(&a.units, &b.units) {
+        return Some("another unit");
+    }
+    if !a.roads.is_empty() && !b.roads.is_empty() && a.roads != b.roads {
+        return Some("another road");
+    }
+    if conflict(&a.sides, &b.sides) {
+        return Some("another side of the crossing");
+    }
+    if conflict(&a.entities, &b.entities) {
+        return Some("another business");
+    }
+    None
+}
+
+pub fn jaccard<T: Ord>(a: &BTreeSet<T>, b: &BTreeSet<T>) -> f64 {
+    let inter = a.intersection(b).count();
+    let union = a.len() + b.len() - inter;
+    if union == 0 {
+        0.0
+    } else {
+        inter as f64 / union as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chinese_and_arabic_numerals_name_the_same_building() {
+        assert_eq!(normalize_numerals("二十四号楼3单元"), "24号楼3单元");
+        assert_eq!(normalize_numerals("十四号楼"), "14号楼");
+        assert_eq!(normalize_numerals("一号楼六单元"), "1号楼6单元");
+        assert_eq!(normalize_numerals("一百零五号"), "105号");
+        // Durations are not places and stay as written.
+        assert_eq!(normalize_numerals("一个多月了"), "一个多月了");
+        assert_eq!(chinese_number("十"), Some(10));
+        assert_eq!(chinese_number("二十"), Some(20));
+        assert_eq!(
+            features("崂山社区二十四号楼").buildings,
+            features("崂山社区24号楼").buildings
+        );
+    }
+
+    #[test]
+    fn roads_sides_and_businesses_are_found() {
+        let f = features("马栏湾村附近观海路与黄海路交叉口南侧自来水管爆了");
+        assert_eq!(
+            f.roads,
+            ["观海路", "黄海路"].iter().map(|s| s.to_string()).collect()
+        );
+        assert_eq!(f.sides, ['南'].into());
+        let f = features("举报荣成市人和镇宏远机械厂偷排污水入河");
+        assert!(f.entities.contains("宏远机械厂"), "{:?}", f.entities);
+        let f = features("崖头街道成山大道与石岛大街路口");
+        assert!(
+            f.roads.contains("成山大道") && f.roads.contains("石岛大街"),
+            "{:?}",
+            f.roads
+        );
+    }
+
+    #[test]
+    fn the_same_problem_elsewhere_conflicts() {
+        let a = features("蜊江社区2号楼5单元电梯停用两个月");
+        let b = features("城西街道蜊江社区一号楼6单元电梯停用两个月");
+        assert_eq!(place_conflict(&a, &b), Some("another building"));
+        let a = features("青山路与府新路交叉口东侧地下管道漏水严重");
+        let b = features("青山路与黄海路交叉口南侧地下管道漏水严重");
+        assert_eq!(place_conflict(&a, &b), Some("another road"));
+        let a = features("马栏湾村附近观海路黄海路路口南侧自来水管爆了");
+        let b =
+            features("俚岛镇马栏湾村附近观海路与黄海路交叉口南侧自来水管爆了，两个月了还在冒水");
+        assert_eq!(place_conflict(&a, &b), None);
+        assert!(jaccard(&a.bigrams, &b.bigrams) > 0.4);
+    }
+}

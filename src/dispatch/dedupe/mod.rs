@@ -1,0 +1,267 @@
+//! Near-duplicate merge: a new report joins an open case when it describes the same
+//! incident — same department, same street (or one of them only known at county level),
+//! within the time window, at least one shared place detail (building, road, business),
+//! none conflicting (another building, road, side or business), and similar enough wording.
+//! Reports that name no place ("办事效率太低") never merge: nothing says they are one incident.
+//!
+//! Candidates come from a per-department bucket pruned to the window; this is the exact
+//! check. Scaling the candidate lookup (MinHash/LSH) is the dedupe issue's next step.
+
+pub mod features;
+
+use features::{features, jaccard, place_conflict, Features};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// How sure the merge must be. Wording similarity is Jaccard over character bigrams of
+/// the normalized text; place details must not conflict at all.
+#[derive(Debug, Clone, Copy)]
+pub struct DedupeSettings {
+    pub window_secs: i64,
+    pub min_similarity: f64,
+    /// With a shared building, road pair or business, a lower similarity suffices.
+    pub min_similarity_with_place: f64,
+    /// When routing found no problem word in common, the wording must be this close.
+    pub min_similarity_other_words: f64,
+}
+
+impl Default for DedupeSettings {
+    fn default() -> Self {
+        Self {
+            window_secs: 7 * 24 * 3600,
+            min_similarity: 0.45,
+            min_similarity_with_place: 0.12,
+            min_similarity_other_words: 0.2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MergeDecision {
+    pub case_id: String,
+    pub score: f64,
+    /// The place details both reports name.
+    pub matched: Vec<String>,
+}
+
+struct OpenCase {
+    case_id: String,
+    region: String,
+    /// The problem words routing found (路灯, 占道经营): another problem at the same place
+    /// is another incident.
+    problem: Vec<String>,
+    /// Unix seconds of the case's latest report.
+    last_seen: i64,
+    features: Features,
+}
+
+#[derive(Default)]
+pub struct Deduper {
+    settings: DedupeSettings,
+    buckets: HashMap<String, Vec<OpenCase>>,
+}
+
+fn shared_places(a: &Features, b: &Features) -> Vec<String> {
+    let mut out = Vec::new();
+    out.extend(
+        a.buildings
+            .intersection(&b.buildings)
+            .map(|n| format!("building:{n}")),
+    );
+    out.extend(a.units.intersection(&b.units).map(|n| format!("unit:{n}")));
+    out.extend(a.roads.intersection(&b.roads).map(|r| format!("road:{r}")));
+    out.extend(a.sides.intersection(&b.sides).map(|s| format!("side:{s}")));
+    out.extend(
+        a.entities
+            .intersection(&b.entities)
+            .map(|e| format!("entity:{e}")),
+    );
+    out
+}
+
+impl Deduper {
+    pub fn new(settings: DedupeSettings) -> Self {
+        Self {
+            settings,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Decides for one report; a report that merges nowhere opens a case with `case_id`.
+    pub fn decide(
+        &mut self,
+        case_id: &str,
+        region: &str,
+        department: &str,
+        at_unix: i64,
+        text: &str,
+        problem: &[String],
+    ) -> Option<MergeDecision> {
+        let f = features(text);
+        let s = self.settings;
+        let bucket = self.buckets.entry(department.to_string()).or_default();
+        bucket.retain(|c| at_unix - c.last_seen <= s.window_secs);
+        let mut best: Option<(usize, f64, Vec<String>)> = None;
+        for (i, c) in bucket.iter().enumerate() {
+            if c.region != region || place_conflict(&f, &c.features).is_some() {
+                continue;
+            }
+            let score = jaccard(&f.bigrams, &c.features.bigrams);
+            // Different problem words and different wording: another problem at that place.
+            let other_problem = !problem.is_empty()
+                && !c.problem.is_empty()
+                && !problem.iter().any(|p| c.problem.contains(p))
+                && score < s.min_similarity_other_words;
+            if other_problem {
+                continue;
+            }
+            let places = shared_places(&f, &c.features);
+            if !places.iter().any(|p| !p.starts_with("side:")) {
+                continue;
+            }
+            if score >= s.min_similarity_with_place && best.as_ref().is_none_or(|b| score > b.1) {
+                best = Some((i, score, places));
+            }
+        }
+        match best {
+            Some((i, score, matched)) => {
+                let case = &mut bucket[i];
+                case.last_seen = case.last_seen.max(at_unix);
+                Some(MergeDecision {
+                    case_id: case.case_id.clone(),
+                    score: (score * 1000.0).round() / 1000.0,
+                    matched,
+                })
+            }
+            None => {
+                bucket.push(OpenCase {
+                    case_id: case_id.to_string(),
+                    region: region.to_string(),
+                    problem: problem.to_vec(),
+                    last_seen: at_unix,
+                    features: f,
+                });
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 24 * 3600;
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| format!("keyword:{s}")).collect()
+    }
+
+    #[test]
+    fn the_same_building_reported_again_joins_the_case() {
+        let mut d = Deduper::default();
+        let heat = words(&["暖气"]);
+        assert_eq!(
+            d.decide(
+                "c1",
+                "371082003",
+                "heating",
+                0,
+                "宁津街道东墩村4号楼暖气不热，一个星期一直这样",
+                &heat
+            ),
+            None
+        );
+        let m = d
+            .decide(
+                "c2",
+                "371082003",
+                "heating",
+                DAY,
+                "荣成市宁津街道东墩村四号楼3单元暖气不热，三天一直这样",
+                &heat,
+            )
+            .expect("merged");
+        assert_eq!(m.case_id, "c1");
+        assert!(m.matched.contains(&"building:4".to_string()), "{m:?}");
+    }
+
+    #[test]
+    fn another_building_road_or_street_is_another_incident() {
+        let mut d = Deduper::default();
+        let w = words(&["电梯"]);
+        d.decide(
+            "c1",
+            "371082002",
+            "housing",
+            0,
+            "蜊江社区2号楼5单元电梯停用两个月",
+            &w,
+        );
+        assert_eq!(
+            d.decide(
+                "c2",
+                "371082002",
+                "housing",
+                DAY,
+                "城西街道蜊江社区一号楼6单元电梯停用两个月",
+                &w
+            ),
+            None
+        );
+        // The same text in another street's bucket never meets the first.
+        assert_eq!(
+            d.decide(
+                "c3",
+                "371082005",
+                "housing",
+                DAY,
+                "蜊江社区2号楼5单元电梯停用两个月",
+                &w
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn reports_that_name_no_place_never_merge() {
+        let mut d = Deduper::default();
+        d.decide(
+            "c1",
+            "371082",
+            "triage",
+            0,
+            "你们办事效率太低了，我反映的问题一直没人管。",
+            &[],
+        );
+        assert_eq!(
+            d.decide(
+                "c2",
+                "371082",
+                "triage",
+                DAY,
+                "你们办事效率太低了，我反映的问题一直没人管。",
+                &[]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn cases_close_to_new_reports_after_the_window() {
+        let mut d = Deduper::default();
+        let w = words(&["暖气"]);
+        d.decide("c1", "371082003", "heating", 0, "东墩村4号楼暖气不热", &w);
+        assert_eq!(
+            d.decide(
+                "c2",
+                "371082003",
+                "heating",
+                8 * DAY,
+                "东墩村4号楼暖气不热",
+                &w
+            ),
+            None
+        );
+    }
+}
