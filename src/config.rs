@@ -26,7 +26,32 @@ pub struct Settings {
     #[serde(default)]
     pub dispatcher: DispatcherSettings,
     #[serde(default)]
+    pub dedupe: DedupeConfig,
+    #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorSettings>,
+}
+
+/// `[dedupe]`: how near-duplicate reports join open cases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupeConfig {
+    /// A case takes new reports for this long after its first one.
+    pub window_hours: u32,
+}
+
+impl Default for DedupeConfig {
+    fn default() -> Self {
+        Self { window_hours: 168 }
+    }
+}
+
+impl DedupeConfig {
+    pub fn settings(&self) -> crate::dispatch::dedupe::DedupeSettings {
+        crate::dispatch::dedupe::DedupeSettings {
+            window_secs: i64::from(self.window_hours) * 3600,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -324,6 +349,9 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
             "topics.prefix",
             format!("{:?} has characters Kafka does not allow", t.prefix),
         );
+    }
+    if settings.dedupe.window_hours == 0 {
+        push("dedupe.window_hours", "must be at least 1".into());
     }
     if settings.dispatcher.group_id.trim().is_empty() {
         push("dispatcher.group_id", "must not be empty".into());

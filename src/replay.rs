@@ -39,7 +39,7 @@ pub fn replay(
         .collect();
     let router = Router::new(loaded.responsibility.clone());
     let mut seen = HashSet::new();
-    let mut deduper = crate::dispatch::dedupe::Deduper::default();
+    let mut deduper = crate::dispatch::dedupe::Deduper::new(loaded.settings.dedupe.settings());
     let mut stats = ReplayStats::default();
     for (n, line) in input.lines().enumerate() {
         let line = line?;

@@ -50,8 +50,9 @@ struct OpenCase {
     /// The problem words routing found (路灯, 占道经营): another problem at the same place
     /// is another incident.
     problem: Vec<String>,
-    /// Unix seconds of the case's latest report.
-    last_seen: i64,
+    /// Unix seconds of the case's first report: the window runs from there, so a case
+    /// that keeps being reported does not stay open for merging for ever.
+    opened_at: i64,
     features: Features,
 }
 
@@ -100,7 +101,7 @@ impl Deduper {
         let f = features(text);
         let s = self.settings;
         let bucket = self.buckets.entry(department.to_string()).or_default();
-        bucket.retain(|c| at_unix - c.last_seen <= s.window_secs);
+        bucket.retain(|c| at_unix - c.opened_at <= s.window_secs);
         let mut best: Option<(usize, f64, Vec<String>)> = None;
         for (i, c) in bucket.iter().enumerate() {
             if c.region != region || place_conflict(&f, &c.features).is_some() {
@@ -125,8 +126,7 @@ impl Deduper {
         }
         match best {
             Some((i, score, matched)) => {
-                let case = &mut bucket[i];
-                case.last_seen = case.last_seen.max(at_unix);
+                let case = &bucket[i];
                 Some(MergeDecision {
                     case_id: case.case_id.clone(),
                     score: (score * 1000.0).round() / 1000.0,
@@ -138,7 +138,7 @@ impl Deduper {
                     case_id: case_id.to_string(),
                     region: region.to_string(),
                     problem: problem.to_vec(),
-                    last_seen: at_unix,
+                    opened_at: at_unix,
                     features: f,
                 });
                 None
