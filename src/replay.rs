@@ -155,6 +155,12 @@ fn replay_line(
     let at = chrono::DateTime::parse_from_rfc3339(&petition.reported_at)
         .map(|t| t.timestamp())
         .unwrap_or_default();
+    // Problem words only tell problems apart in departments that own several categories.
+    let several = router
+        .list()
+        .department(&decision.department)
+        .is_some_and(|d| d.categories.len() > 1);
+    let problem: &[String] = if several { &decision.matched } else { &[] };
     let merge = if resent {
         None
     } else {
@@ -164,7 +170,7 @@ fn replay_line(
             &decision.department,
             at,
             &petition.text,
-            &decision.matched,
+            problem,
         )
     };
     let case_id = merge

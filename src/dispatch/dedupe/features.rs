@@ -168,9 +168,14 @@ pub fn features(text: &str) -> Features {
             if covered.iter().any(|&(s, e)| s <= pos && end <= e) {
                 continue;
             }
-            // 路口/路面/路边… are parts of a road, 街道 an administrative area.
+            // 路口/路面/路边… are parts of a road, 街道 an administrative area; 走路, 修路,
+            // 马路… are not road names.
             let next = text[end..].chars().next();
             if next.is_some_and(|c| "口面边段灯上旁况道".contains(c)) {
+                continue;
+            }
+            let before = text[..pos].chars().next_back();
+            if before.is_some_and(|c| "走修让堵过占挡问出马上赶带".contains(c)) {
                 continue;
             }
             if let Some(name) = name_before(&text, pos, 2) {
@@ -265,6 +270,17 @@ mod tests {
             "{:?}",
             f.roads
         );
+    }
+
+    #[test]
+    fn one_crossing_written_two_ways_is_one_place() {
+        let a =
+            features("成山镇沿河路与石岛大街交叉口南侧的路灯坏了半个多月了，附近住户走路很危险");
+        let b = features("成山镇沿河路石岛大街路口南侧的路灯坏了一个星期了，大家走路很危险");
+        assert_eq!(a.roads, b.roads, "{:?} / {:?}", a.roads, b.roads);
+        // 走路 (walking) is not a road.
+        assert!(features("附近住户走路很危险").roads.is_empty());
+        assert_eq!(place_conflict(&a, &b), None, "{a:?} {b:?}");
     }
 
     #[test]
