@@ -1,10 +1,10 @@
 //! Near-duplicate merge: a new report joins an open case when it describes the same
-//! incident — same department, same street (or one of them only known at county level),
+//! incident — same street, same department (or one of them still in triage),
 //! within the time window, at least one shared place detail (building, road, business),
 //! none conflicting (another building, road, side or business), and similar enough wording.
 //! Reports that name no place ("办事效率太低") never merge: nothing says they are one incident.
 //!
-//! Candidates come from a per-department bucket pruned to the window; this is the exact
+//! Candidates come from a per-street bucket pruned to the window; this is the exact
 //! check. Scaling the candidate lookup (MinHash/LSH) is the dedupe issue's next step.
 
 pub mod features;
@@ -46,7 +46,7 @@ pub struct MergeDecision {
 
 struct OpenCase {
     case_id: String,
-    region: String,
+    department: String,
     /// The problem words routing found (路灯, 占道经营): another problem at the same place
     /// is another incident.
     problem: Vec<String>,
@@ -59,6 +59,7 @@ struct OpenCase {
 #[derive(Default)]
 pub struct Deduper {
     settings: DedupeSettings,
+    /// Open cases per region (a street, or the county for unplaced reports).
     buckets: HashMap<String, Vec<OpenCase>>,
 }
 
@@ -100,11 +101,16 @@ impl Deduper {
     ) -> Option<MergeDecision> {
         let f = features(text);
         let s = self.settings;
-        let bucket = self.buckets.entry(department.to_string()).or_default();
+        let bucket = self.buckets.entry(region.to_string()).or_default();
         bucket.retain(|c| at_unix - c.opened_at <= s.window_secs);
+        let triage = crate::dispatch::router::TRIAGE;
         let mut best: Option<(usize, f64, Vec<String>)> = None;
         for (i, c) in bucket.iter().enumerate() {
-            if c.region != region || place_conflict(&f, &c.features).is_some() {
+            // A report the router could not place may join any case, and any report may
+            // join a case still in triage: routing is not what makes an incident.
+            let compatible =
+                c.department == department || c.department == triage || department == triage;
+            if !compatible || place_conflict(&f, &c.features).is_some() {
                 continue;
             }
             let score = jaccard(&f.bigrams, &c.features.bigrams);
@@ -136,7 +142,7 @@ impl Deduper {
             None => {
                 bucket.push(OpenCase {
                     case_id: case_id.to_string(),
-                    region: region.to_string(),
+                    department: department.to_string(),
                     problem: problem.to_vec(),
                     opened_at: at_unix,
                     features: f,
