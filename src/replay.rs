@@ -184,7 +184,7 @@ fn replay_line(
         "merge": merge,
         "department": decision.department,
         "escalated": decision.escalate,
-        "category": petition.category,
+        "category": decision.category,
         "region": petition.location.region.code,
         "rule": decision.rule,
         "matched": decision.matched,

@@ -44,6 +44,11 @@ pub struct RoutingDecision {
     pub matched: Vec<String>,
     /// The best-scoring departments, for the center to see why.
     pub candidates: Vec<Candidate>,
+    /// The petition's category code, or the one category of the department it was routed
+    /// to when the channel gave none (then `category_inferred` is true).
+    pub category: Option<String>,
+    #[serde(default)]
+    pub category_inferred: bool,
     pub escalate: bool,
     pub escalation_reasons: Vec<String>,
 }
@@ -103,7 +108,19 @@ impl Router {
         candidates.sort_by(|a, b| b.score.cmp(&a.score).then(a.department.cmp(&b.department)));
         candidates.truncate(5);
 
-        let (escalate, escalation_reasons) = self.escalation(p, &text);
+        // A department that owns a single category names the category too.
+        let winner = match candidates.as_slice() {
+            [first, second, ..] if first.score == second.score => None,
+            [best, ..] => self.list.department(&best.department),
+            [] => None,
+        };
+        let inferred = match (&p.category, winner) {
+            (None, Some(d)) if d.categories.len() == 1 => d.categories.first().cloned(),
+            _ => None,
+        };
+        let category_inferred = inferred.is_some();
+        let category = p.category.clone().or(inferred);
+        let (escalate, escalation_reasons) = self.escalation(p, category.as_deref(), &text);
         let triage = |rule| RoutingDecision {
             department: TRIAGE.into(),
             topic: None,
@@ -111,6 +128,8 @@ impl Router {
             score: candidates.first().map_or(0, |c| c.score),
             matched: Vec::new(),
             candidates: candidates.clone(),
+            category: category.clone(),
+            category_inferred,
             escalate,
             escalation_reasons: escalation_reasons.clone(),
         };
@@ -136,6 +155,8 @@ impl Router {
                     score: best.score,
                     matched: best.matched.clone(),
                     candidates: candidates.clone(),
+                    category,
+                    category_inferred,
                     escalate,
                     escalation_reasons,
                 }
@@ -175,7 +196,7 @@ impl Router {
         hits
     }
 
-    fn escalation(&self, p: &Petition, text: &str) -> (bool, Vec<String>) {
+    fn escalation(&self, p: &Petition, category: Option<&str>, text: &str) -> (bool, Vec<String>) {
         let rules = &self.list.escalation;
         let mut reasons = Vec::new();
         if rules.channels.iter().any(|c| c == &p.channel) {
@@ -188,8 +209,8 @@ impl Router {
         {
             reasons.push(format!("urgency:{}", p.urgency));
         }
-        if let Some(c) = &p.category {
-            if rules.categories.contains(c) {
+        if let Some(c) = category {
+            if rules.categories.iter().any(|r| r == c) {
                 reasons.push(format!("category:{c}"));
             }
         }
@@ -308,6 +329,26 @@ mod tests {
         assert_eq!(d.department, TRIAGE);
         assert_eq!(d.rule, Rule::NoMatch);
         assert_eq!(d.topic, None);
+    }
+
+    #[test]
+    fn a_single_category_department_names_the_category_and_its_escalation() {
+        let d = router().route(&petition(
+            "宏远机械厂拖欠我们中小企业工程款两个月",
+            "371082001",
+        ));
+        assert_eq!(d.department, "business");
+        assert_eq!(d.category.as_deref(), Some("business.arrears"));
+        assert!(d.category_inferred);
+        assert!(
+            d.escalation_reasons
+                .contains(&"category:business.arrears".to_string()),
+            "{d:?}"
+        );
+        // Departments with several categories infer nothing.
+        let d = router().route(&petition("小区供水停水三天", "371082001"));
+        assert_eq!(d.department, "water");
+        assert_eq!(d.category, None);
     }
 
     #[test]
