@@ -38,8 +38,10 @@ pub fn replay(
         .map(|c| (c.definition.name(), &c.definition))
         .collect();
     let router = Router::new(loaded.responsibility.clone());
-    let mut seen = HashSet::new();
-    let mut deduper = crate::dispatch::dedupe::Deduper::new(loaded.settings.dedupe.settings());
+    let mut state = ReplayState {
+        seen: HashSet::new(),
+        deduper: crate::dispatch::dedupe::Deduper::new(loaded.settings.dedupe.settings()),
+    };
     let mut stats = ReplayStats::default();
     for (n, line) in input.lines().enumerate() {
         let line = line?;
@@ -47,10 +49,6 @@ pub fn replay(
             continue;
         }
         stats.lines += 1;
-        let mut state = ReplayState {
-            seen: &mut seen,
-            deduper: &mut deduper,
-        };
         let out = match replay_line(
             &line,
             n + 1,
@@ -75,9 +73,9 @@ pub fn replay(
 }
 
 /// What replay remembers across lines: petition ids seen and open cases.
-struct ReplayState<'a> {
-    seen: &'a mut HashSet<String>,
-    deduper: &'a mut crate::dispatch::dedupe::Deduper,
+struct ReplayState {
+    seen: HashSet<String>,
+    deduper: crate::dispatch::dedupe::Deduper,
 }
 
 /// The sample's `payload` (JSON, or form fields as JSON), or `payload_xml` (one item
@@ -103,9 +101,9 @@ fn replay_line(
     loaded: &Loaded,
     schemas: &Schemas,
     router: &Router,
-    state: &mut ReplayState<'_>,
+    state: &mut ReplayState,
 ) -> Result<Value, Value> {
-    let (seen, deduper) = (&mut *state.seen, &mut *state.deduper);
+    let (seen, deduper) = (&mut state.seen, &mut state.deduper);
     let input: Value = serde_json::from_str(line)
         .map_err(|e| json!({"seq": line_no, "error": format!("line {line_no}: not JSON: {e}")}))?;
     let seq = input.get("seq").cloned().unwrap_or(json!(line_no));
@@ -155,12 +153,6 @@ fn replay_line(
     let at = chrono::DateTime::parse_from_rfc3339(&petition.reported_at)
         .map(|t| t.timestamp())
         .unwrap_or_default();
-    // Problem words only tell problems apart in departments that own several categories.
-    let several = router
-        .list()
-        .department(&decision.department)
-        .is_some_and(|d| d.categories.len() > 1);
-    let problem: &[String] = if several { &decision.matched } else { &[] };
     let merge = if resent {
         None
     } else {
@@ -170,7 +162,7 @@ fn replay_line(
             &decision.department,
             at,
             &petition.text,
-            problem,
+            router.problem_words(&decision),
         )
     };
     let case_id = merge

@@ -199,7 +199,6 @@ pub async fn start(
             }))
         })
         .collect();
-    let mut lease_thread = None;
     if !poll_channels.is_empty() {
         let poller = Arc::new(Poller {
             ctx: ctx.clone(),
@@ -223,7 +222,7 @@ pub async fn start(
         let topic = settings.topics.name(&settings.topics.poll_leases);
         let cancel = cancel.clone();
         let mut topics_ready = topics_ready.clone();
-        lease_thread = Some(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = topics_ready.wait_for(|ready| *ready) => {}
@@ -235,9 +234,6 @@ pub async fn start(
                 Err(e) => tracing::error!(error = %e, "cannot join the poll lease group"),
             }
         }));
-    }
-    if let Some(t) = lease_thread {
-        tasks.push(t);
     }
 
     if settings.dispatcher.enabled {

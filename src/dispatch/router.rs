@@ -66,6 +66,21 @@ impl Router {
         &self.list
     }
 
+    /// The evidence that tells one problem from another within the decided department:
+    /// only meaningful where that department owns several categories (路灯 vs 占道经营);
+    /// elsewhere different words are synonyms (供暖 / 暖气) and nothing is returned.
+    pub fn problem_words<'a>(&self, decision: &'a RoutingDecision) -> &'a [String] {
+        let several = self
+            .list
+            .department(&decision.department)
+            .is_some_and(|d| d.categories.len() > 1);
+        if several {
+            &decision.matched
+        } else {
+            &[]
+        }
+    }
+
     pub fn route(&self, p: &Petition) -> RoutingDecision {
         let text = match &p.title {
             Some(title) => format!("{title}\n{}", p.text),

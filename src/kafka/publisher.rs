@@ -80,8 +80,4 @@ impl Publisher {
         let producer = self.producer.clone();
         let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
     }
-
-    pub fn producer(&self) -> &FutureProducer {
-        &self.producer
-    }
 }

@@ -14,12 +14,11 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 /// How sure the merge must be. Wording similarity is Jaccard over character bigrams of
-/// the normalized text; place details must not conflict at all.
+/// the normalized text; place details must not conflict at all, and one must be shared.
 #[derive(Debug, Clone, Copy)]
 pub struct DedupeSettings {
     pub window_secs: i64,
-    pub min_similarity: f64,
-    /// With a shared building, road pair or business, a lower similarity suffices.
+    /// Wording similarity needed on top of a shared building, road or business.
     pub min_similarity_with_place: f64,
     /// When routing found no problem word in common, the wording must be this close.
     pub min_similarity_other_words: f64,
@@ -29,7 +28,6 @@ impl Default for DedupeSettings {
     fn default() -> Self {
         Self {
             window_secs: 7 * 24 * 3600,
-            min_similarity: 0.45,
             min_similarity_with_place: 0.12,
             min_similarity_other_words: 0.2,
         }
