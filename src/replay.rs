@@ -156,13 +156,15 @@ fn replay_line(
     let merge = if resent {
         None
     } else {
-        deduper.decide(
+        deduper.decide_and_apply(
             &petition.id,
-            &petition.location.region.code,
-            &decision.department,
-            at,
-            &petition.text,
-            router.problem_words(&decision),
+            &crate::dispatch::dedupe::Report {
+                region: &petition.location.region.code,
+                department: &decision.department,
+                at_unix: at,
+                text: &petition.text,
+                problem: router.problem_words(&decision),
+            },
         )
     };
     let case_id = merge

@@ -10,7 +10,7 @@
 pub mod features;
 
 use features::{features, jaccard, place_conflict, Features};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// How sure the merge must be. Wording similarity is Jaccard over character bigrams of
@@ -40,6 +40,33 @@ pub struct MergeDecision {
     pub score: f64,
     /// The place details both reports name.
     pub matched: Vec<String>,
+}
+
+/// One report as the deduper sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'a> {
+    /// Street code, or the county for unplaced reports.
+    pub region: &'a str,
+    /// The routed department, or `triage`.
+    pub department: &'a str,
+    /// Unix seconds the citizen reported it.
+    pub at_unix: i64,
+    pub text: &'a str,
+    /// The problem words routing found (see `Router::problem_words`).
+    pub problem: &'a [String],
+}
+
+/// What the dispatcher persists for an open case so that a restarted deduper decides
+/// exactly as the one that opened it: `open` with the seed rebuilds the case, and
+/// `merged` replays each report that joined it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseSeed {
+    pub case_id: String,
+    pub region: String,
+    pub department: String,
+    pub opened_at: i64,
+    pub text: String,
+    pub problem: Vec<String>,
 }
 
 struct OpenCase {
@@ -87,35 +114,39 @@ impl Deduper {
         }
     }
 
-    /// Decides for one report; a report that merges nowhere opens a case with `case_id`.
-    pub fn decide(
-        &mut self,
-        case_id: &str,
-        region: &str,
-        department: &str,
-        at_unix: i64,
-        text: &str,
-        problem: &[String],
-    ) -> Option<MergeDecision> {
-        let f = features(text);
+    /// Open cases held (those past the window are dropped lazily, as new cases open).
+    pub fn len(&self) -> usize {
+        self.buckets.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Which open case, if any, this report joins. Changes nothing: the caller calls
+    /// `open` or `merged` once the decision is durable.
+    pub fn decide(&self, r: &Report<'_>) -> Option<MergeDecision> {
+        let f = features(r.text);
         let s = self.settings;
-        let bucket = self.buckets.entry(region.to_string()).or_default();
-        bucket.retain(|c| at_unix - c.opened_at <= s.window_secs);
+        let bucket = self.buckets.get(r.region)?;
         let triage = crate::dispatch::router::TRIAGE;
         let mut best: Option<(usize, f64, Vec<String>)> = None;
         for (i, c) in bucket.iter().enumerate() {
+            if r.at_unix - c.opened_at > s.window_secs {
+                continue;
+            }
             // A report the router could not place may join any case, and any report may
             // join a case still in triage: routing is not what makes an incident.
             let compatible =
-                c.department == department || c.department == triage || department == triage;
+                c.department == r.department || c.department == triage || r.department == triage;
             if !compatible || place_conflict(&f, &c.features).is_some() {
                 continue;
             }
             let score = jaccard(&f.bigrams, &c.features.bigrams);
             // Different problem words and different wording: another problem at that place.
-            let other_problem = !problem.is_empty()
+            let other_problem = !r.problem.is_empty()
                 && !c.problem.is_empty()
-                && !problem.iter().any(|p| c.problem.contains(p))
+                && !r.problem.iter().any(|p| c.problem.contains(p))
                 && score < s.min_similarity_other_words;
             if other_problem {
                 continue;
@@ -128,26 +159,46 @@ impl Deduper {
                 best = Some((i, score, places));
             }
         }
-        match best {
-            Some((i, score, matched)) => {
-                let case = &bucket[i];
-                Some(MergeDecision {
-                    case_id: case.case_id.clone(),
-                    score: (score * 1000.0).round() / 1000.0,
-                    matched,
-                })
-            }
-            None => {
-                bucket.push(OpenCase {
-                    case_id: case_id.to_string(),
-                    department: department.to_string(),
-                    problem: problem.to_vec(),
-                    opened_at: at_unix,
-                    features: f,
-                });
-                None
-            }
+        best.map(|(i, score, matched)| MergeDecision {
+            case_id: bucket[i].case_id.clone(),
+            score: (score * 1000.0).round() / 1000.0,
+            matched,
+        })
+    }
+
+    /// Opens a case (a report that merged nowhere, or a case restored after a restart).
+    pub fn open(&mut self, seed: &CaseSeed) {
+        let window = self.settings.window_secs;
+        let bucket = self.buckets.entry(seed.region.clone()).or_default();
+        bucket.retain(|c| seed.opened_at - c.opened_at <= window);
+        bucket.push(OpenCase {
+            case_id: seed.case_id.clone(),
+            department: seed.department.clone(),
+            problem: seed.problem.clone(),
+            opened_at: seed.opened_at,
+            features: features(&seed.text),
+        });
+    }
+
+    /// A report joined `case_id`. The case keeps the features of its first report, so
+    /// nothing changes today; the hook keeps restore exact if that ever changes.
+    pub fn merged(&mut self, _case_id: &str, _report: &Report<'_>) {}
+
+    /// Decides and applies in one step (replay and tests).
+    pub fn decide_and_apply(&mut self, case_id: &str, r: &Report<'_>) -> Option<MergeDecision> {
+        let decision = self.decide(r);
+        match &decision {
+            Some(m) => self.merged(&m.case_id, r),
+            None => self.open(&CaseSeed {
+                case_id: case_id.to_string(),
+                region: r.region.to_string(),
+                department: r.department.to_string(),
+                opened_at: r.at_unix,
+                text: r.text.to_string(),
+                problem: r.problem.to_vec(),
+            }),
         }
+        decision
     }
 }
 
@@ -166,24 +217,28 @@ mod tests {
         let mut d = Deduper::default();
         let heat = words(&["暖气"]);
         assert_eq!(
-            d.decide(
+            d.decide_and_apply(
                 "c1",
-                "371082003",
-                "heating",
-                0,
-                "宁津街道东墩村4号楼暖气不热，一个星期一直这样",
-                &heat
+                &Report {
+                    region: "371082003",
+                    department: "heating",
+                    at_unix: 0,
+                    text: "宁津街道东墩村4号楼暖气不热，一个星期一直这样",
+                    problem: &heat
+                }
             ),
             None
         );
         let m = d
-            .decide(
+            .decide_and_apply(
                 "c2",
-                "371082003",
-                "heating",
-                DAY,
-                "荣成市宁津街道东墩村四号楼3单元暖气不热，三天一直这样",
-                &heat,
+                &Report {
+                    region: "371082003",
+                    department: "heating",
+                    at_unix: DAY,
+                    text: "荣成市宁津街道东墩村四号楼3单元暖气不热，三天一直这样",
+                    problem: &heat,
+                },
             )
             .expect("merged");
         assert_eq!(m.case_id, "c1");
@@ -194,34 +249,40 @@ mod tests {
     fn another_building_road_or_street_is_another_incident() {
         let mut d = Deduper::default();
         let w = words(&["电梯"]);
-        d.decide(
+        d.decide_and_apply(
             "c1",
-            "371082002",
-            "housing",
-            0,
-            "蜊江社区2号楼5单元电梯停用两个月",
-            &w,
+            &Report {
+                region: "371082002",
+                department: "housing",
+                at_unix: 0,
+                text: "蜊江社区2号楼5单元电梯停用两个月",
+                problem: &w,
+            },
         );
         assert_eq!(
-            d.decide(
+            d.decide_and_apply(
                 "c2",
-                "371082002",
-                "housing",
-                DAY,
-                "城西街道蜊江社区一号楼6单元电梯停用两个月",
-                &w
+                &Report {
+                    region: "371082002",
+                    department: "housing",
+                    at_unix: DAY,
+                    text: "城西街道蜊江社区一号楼6单元电梯停用两个月",
+                    problem: &w
+                }
             ),
             None
         );
         // The same text in another street's bucket never meets the first.
         assert_eq!(
-            d.decide(
+            d.decide_and_apply(
                 "c3",
-                "371082005",
-                "housing",
-                DAY,
-                "蜊江社区2号楼5单元电梯停用两个月",
-                &w
+                &Report {
+                    region: "371082005",
+                    department: "housing",
+                    at_unix: DAY,
+                    text: "蜊江社区2号楼5单元电梯停用两个月",
+                    problem: &w
+                }
             ),
             None
         );
@@ -230,22 +291,26 @@ mod tests {
     #[test]
     fn reports_that_name_no_place_never_merge() {
         let mut d = Deduper::default();
-        d.decide(
+        d.decide_and_apply(
             "c1",
-            "371082",
-            "triage",
-            0,
-            "你们办事效率太低了，我反映的问题一直没人管。",
-            &[],
+            &Report {
+                region: "371082",
+                department: "triage",
+                at_unix: 0,
+                text: "你们办事效率太低了，我反映的问题一直没人管。",
+                problem: &[],
+            },
         );
         assert_eq!(
-            d.decide(
+            d.decide_and_apply(
                 "c2",
-                "371082",
-                "triage",
-                DAY,
-                "你们办事效率太低了，我反映的问题一直没人管。",
-                &[]
+                &Report {
+                    region: "371082",
+                    department: "triage",
+                    at_unix: DAY,
+                    text: "你们办事效率太低了，我反映的问题一直没人管。",
+                    problem: &[]
+                }
             ),
             None
         );
@@ -255,15 +320,26 @@ mod tests {
     fn cases_close_to_new_reports_after_the_window() {
         let mut d = Deduper::default();
         let w = words(&["暖气"]);
-        d.decide("c1", "371082003", "heating", 0, "东墩村4号楼暖气不热", &w);
+        d.decide_and_apply(
+            "c1",
+            &Report {
+                region: "371082003",
+                department: "heating",
+                at_unix: 0,
+                text: "东墩村4号楼暖气不热",
+                problem: &w,
+            },
+        );
         assert_eq!(
-            d.decide(
+            d.decide_and_apply(
                 "c2",
-                "371082003",
-                "heating",
-                8 * DAY,
-                "东墩村4号楼暖气不热",
-                &w
+                &Report {
+                    region: "371082003",
+                    department: "heating",
+                    at_unix: 8 * DAY,
+                    text: "东墩村4号楼暖气不热",
+                    problem: &w
+                }
             ),
             None
         );
