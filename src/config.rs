@@ -108,6 +108,9 @@ pub struct TopicSettings {
     /// One partition per poll connector; the consumer group's assignment decides which
     /// gateway instance polls which channel.
     pub poll_leases: String,
+    /// Compacted: the dispatcher's cases and the reports linked to them, one partition
+    /// per inbound partition; the state a dispatcher restores on assignment.
+    pub cases: String,
 }
 
 impl Default for TopicSettings {
@@ -121,6 +124,7 @@ impl Default for TopicSettings {
             feedback: "petitions.feedback".into(),
             poll_cursors: "gateway.poll-cursors".into(),
             poll_leases: "gateway.poll-leases".into(),
+            cases: "petitions.cases".into(),
         }
     }
 }
@@ -136,6 +140,15 @@ impl TopicSettings {
 pub struct RoutingSettings {
     pub responsibility: PathBuf,
     pub gazetteer: PathBuf,
+    /// How often the responsibility list file is checked for changes (0: never). A
+    /// changed list that validates replaces the running one; a broken one is logged
+    /// and the running list stays.
+    #[serde(default = "default_reload_interval_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_reload_interval_ms() -> u64 {
+    2000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +156,20 @@ pub struct RoutingSettings {
 pub struct DispatcherSettings {
     pub enabled: bool,
     pub group_id: String,
+    /// Names this instance's Kafka transactions. Keep it stable across restarts and
+    /// unique among running instances: a restarted instance then fences its own
+    /// unfinished transaction at once instead of leaving it open until it times out.
+    /// Empty: derived from the host name and the HTTP port.
+    pub instance_id: String,
+    /// Inbound records handled per transaction, at most.
+    pub max_batch: usize,
+    /// How long Kafka lets a transaction stay open before aborting it.
+    pub transaction_timeout_ms: u64,
+    /// How long an instance that stopped answering keeps its partitions before the
+    /// group gives them to the others. Members are static (`instance_id`), so a
+    /// restarted instance takes them back at once and a short timeout is not needed
+    /// for restarts, only for instances that never come back.
+    pub session_timeout_ms: u64,
 }
 
 impl Default for DispatcherSettings {
@@ -150,6 +177,10 @@ impl Default for DispatcherSettings {
         Self {
             enabled: true,
             group_id: "petition-dispatcher".into(),
+            instance_id: String::new(),
+            max_batch: 500,
+            transaction_timeout_ms: 30_000,
+            session_timeout_ms: 10_000,
         }
     }
 }
@@ -209,6 +240,9 @@ pub struct Loaded {
     pub config_file: PathBuf,
     pub connectors: Vec<LoadedConnector>,
     pub responsibility: ResponsibilityList,
+    /// Where the list came from and its text, for reloading and versioning it.
+    pub responsibility_file: PathBuf,
+    pub responsibility_text: String,
     pub regions: RegionResolver,
 }
 
@@ -336,6 +370,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
         ("topics.feedback", &t.feedback),
         ("topics.poll_cursors", &t.poll_cursors),
         ("topics.poll_leases", &t.poll_leases),
+        ("topics.cases", &t.cases),
     ] {
         if !valid_topic_name(&t.name(name)) {
             push(
@@ -355,6 +390,31 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
     }
     if settings.dispatcher.group_id.trim().is_empty() {
         push("dispatcher.group_id", "must not be empty".into());
+    }
+    if settings.dispatcher.max_batch == 0 {
+        push("dispatcher.max_batch", "must be at least 1".into());
+    }
+    if settings.dispatcher.transaction_timeout_ms < settings.kafka.message_timeout_ms {
+        push(
+            "dispatcher.transaction_timeout_ms",
+            format!(
+                "must be at least kafka.message_timeout_ms ({})",
+                settings.kafka.message_timeout_ms
+            ),
+        );
+    }
+    if !(6_000..=300_000).contains(&settings.dispatcher.session_timeout_ms) {
+        push(
+            "dispatcher.session_timeout_ms",
+            "must be between 6000 and 300000 (the broker's group session limits)".into(),
+        );
+    }
+    let id = &settings.dispatcher.instance_id;
+    if !id.is_empty() && !valid_topic_name(id) {
+        push(
+            "dispatcher.instance_id",
+            format!("{id:?}: use letters, digits, '.', '_' and '-' only"),
+        );
     }
 
     let gazetteer_file = resolve(&base, &settings.routing.gazetteer);
@@ -471,6 +531,8 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
             config_file: file.to_path_buf(),
             connectors,
             responsibility,
+            responsibility_text: std::fs::read_to_string(&responsibility_file).unwrap_or_default(),
+            responsibility_file,
             regions: RegionResolver::new(g),
         }),
         _ => Err(ConfigErrors(problems)),

@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod connector_test;
 pub mod dispatch;
+pub mod import;
 pub mod intake;
 pub mod kafka;
 pub mod normalize;

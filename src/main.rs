@@ -44,6 +44,17 @@ enum Command {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// Publish a JSONL file in the sample's format onto petitions.inbound, through the
+    /// same mapping and validation as live intake, in file order.
+    Import {
+        #[arg(long, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        /// JSONL input: one {"channel", "payload" | "payload_xml", "at"?} per line.
+        input: PathBuf,
+        /// Petitions per second (default: as fast as Kafka acknowledges).
+        #[arg(long)]
+        rate: Option<u32>,
+    },
     /// Map, normalize and route a JSONL file in-process (no Kafka, no HTTP).
     Replay {
         #[arg(long, default_value = "config/gateway.toml")]
@@ -150,6 +161,26 @@ fn main() -> anyhow::Result<()> {
                 "replayed {} line(s): {} accepted, {} rejected",
                 stats.lines, stats.accepted, stats.rejected
             );
+            Ok(())
+        }
+        Command::Import {
+            config,
+            input,
+            rate,
+        } => {
+            let loaded = petition_gateway::config::load(&config)?;
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&input)
+                    .with_context(|| format!("opening {}", input.display()))?,
+            );
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let stats = runtime.block_on(petition_gateway::import::import(loaded, reader, rate))?;
+            println!("{}", serde_json::to_string(&stats)?);
+            if stats.rejected > 0 {
+                anyhow::bail!("{} line(s) rejected (see above)", stats.rejected);
+            }
             Ok(())
         }
         Command::Watch {

@@ -3,12 +3,13 @@
 //! as the live pipeline and no Kafka or HTTP. One JSON line out per line in.
 
 use crate::config::Loaded;
+use crate::dispatch::cases::{CaseState, DecisionContext, Outcome};
 use crate::dispatch::router::Router;
 use crate::normalize::normalize;
 use crate::normalize::schema::Schemas;
 use gateway_connectors::map_payload;
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +39,9 @@ pub fn replay(
         .map(|c| (c.definition.name(), &c.definition))
         .collect();
     let router = Router::new(loaded.responsibility.clone());
-    let mut state = ReplayState {
-        seen: HashSet::new(),
-        deduper: crate::dispatch::dedupe::Deduper::new(loaded.settings.dedupe.settings()),
-    };
+    // One state for the whole file: the live dispatcher keeps one per inbound partition,
+    // and partitions are keyed by region, which is also where cases are looked up.
+    let mut state = CaseState::new(loaded.settings.dedupe.settings());
     let mut stats = ReplayStats::default();
     for (n, line) in input.lines().enumerate() {
         let line = line?;
@@ -72,12 +72,6 @@ pub fn replay(
     Ok(stats)
 }
 
-/// What replay remembers across lines: petition ids seen and open cases.
-struct ReplayState {
-    seen: HashSet<String>,
-    deduper: crate::dispatch::dedupe::Deduper,
-}
-
 /// The sample's `payload` (JSON, or form fields as JSON), or `payload_xml` (one item
 /// element, read as its content).
 pub fn native_payload(input: &Value) -> Result<Value, String> {
@@ -101,9 +95,8 @@ fn replay_line(
     loaded: &Loaded,
     schemas: &Schemas,
     router: &Router,
-    state: &mut ReplayState,
+    state: &mut CaseState,
 ) -> Result<Value, Value> {
-    let (seen, deduper) = (&mut state.seen, &mut state.deduper);
     let input: Value = serde_json::from_str(line)
         .map_err(|e| json!({"seq": line_no, "error": format!("line {line_no}: not JSON: {e}")}))?;
     let seq = input.get("seq").cloned().unwrap_or(json!(line_no));
@@ -148,39 +141,34 @@ fn replay_line(
                 .join("; "),
         )
     })?;
-    let resent = !seen.insert(petition.id.clone());
-    let decision = router.route(&petition);
-    let at = chrono::DateTime::parse_from_rfc3339(&petition.reported_at)
-        .map(|t| t.timestamp())
-        .unwrap_or_default();
-    let merge = if resent {
-        None
-    } else {
-        deduper.decide_and_apply(
-            &petition.id,
-            &crate::dispatch::dedupe::Report {
-                region: &petition.location.region.code,
-                department: &decision.department,
-                at_unix: at,
-                text: &petition.text,
-                problem: router.problem_words(&decision),
-            },
-        )
+    let outcome = state.decide(
+        &petition,
+        router,
+        &DecisionContext {
+            seq: line_no as i64,
+            list_version: "replay",
+            now: chrono::Utc::now(),
+        },
+    );
+    state.apply(&outcome);
+    let (merged, merge, routing) = match &outcome {
+        Outcome::Resent { .. } => (true, None, router.route(&petition)),
+        Outcome::Opened { case, .. } => (false, None, case.routing.clone()),
+        Outcome::Merged {
+            report, routing, ..
+        } => (true, report.merge.clone(), (**routing).clone()),
     };
-    let case_id = merge
-        .as_ref()
-        .map_or(petition.id.clone(), |m| m.case_id.clone());
     Ok(json!({
         "seq": seq,
         "petition_id": petition.id,
-        "case_id": case_id,
-        "merged": resent || merge.is_some(),
+        "case_id": outcome.case_id(),
+        "merged": merged,
         "merge": merge,
-        "department": decision.department,
-        "escalated": decision.escalate,
-        "category": decision.category,
+        "department": routing.department,
+        "escalated": routing.escalate,
+        "category": routing.category,
         "region": petition.location.region.code,
-        "rule": decision.rule,
-        "matched": decision.matched,
+        "rule": routing.rule,
+        "matched": routing.matched,
     }))
 }

@@ -3,7 +3,7 @@
 
 use crate::config::Loaded;
 use crate::dispatch::dispatcher::Dispatcher;
-use crate::dispatch::router::Router;
+use crate::dispatch::reload::ListReloader;
 use crate::intake::cursor::CursorStore;
 use crate::intake::lease::{self, LEASE_PARTITIONS};
 use crate::intake::poll::{PollChannel, Poller};
@@ -33,8 +33,6 @@ pub enum ServerError {
     Topics(#[from] TopicError),
     #[error("http client: {0}")]
     Http(String),
-    #[error(transparent)]
-    Dispatch(#[from] crate::dispatch::dispatcher::DispatchError),
 }
 
 impl ServerError {
@@ -82,6 +80,12 @@ pub async fn start(
     let settings = loaded.settings;
     let publisher = Publisher::new(&settings.kafka)?;
     let schemas = Arc::new(Schemas::compile()?);
+    let (reloader, list_handle) = ListReloader::new(
+        loaded.responsibility_file.clone(),
+        loaded.regions.gazetteer().clone(),
+        loaded.responsibility.clone(),
+        loaded.responsibility_text.clone(),
+    );
     let ready = Arc::new(AtomicBool::new(false));
     let ctx = Arc::new(IntakeContext {
         publisher: publisher.clone(),
@@ -89,7 +93,7 @@ pub async fn start(
         regions: Arc::new(loaded.regions),
         schemas,
         ready: ready.clone(),
-        responsibility: Arc::new(loaded.responsibility.clone()),
+        list: list_handle.clone(),
     });
     let router = app(ctx.clone(), &loaded.connectors);
     let listener = tokio::net::TcpListener::bind(&settings.http.listen)
@@ -117,34 +121,7 @@ pub async fn start(
         }
     }));
 
-    let t = &settings.topics;
-    let mut topic_specs: Vec<TopicSpec> = [
-        &t.inbound,
-        &t.invalid,
-        &t.triage,
-        &t.escalations,
-        &t.feedback,
-    ]
-    .iter()
-    .map(|name| TopicSpec::plain(t.name(name)))
-    .collect();
-    topic_specs.extend(
-        loaded
-            .responsibility
-            .departments
-            .iter()
-            .map(|d| TopicSpec::plain(t.name(&d.topic))),
-    );
-    topic_specs.push(TopicSpec {
-        name: t.name(&t.poll_cursors),
-        partitions: Some(1),
-        compacted: true,
-    });
-    topic_specs.push(TopicSpec {
-        name: t.name(&t.poll_leases),
-        partitions: Some(LEASE_PARTITIONS),
-        compacted: false,
-    });
+    let topic_specs = gateway_topics(&settings, &loaded.responsibility);
     // Tasks that need the topics wait for this to turn true.
     let (topics_ready_tx, topics_ready) = tokio::sync::watch::channel(false);
     let probe = Arc::new(HealthProbe::new(&settings.kafka)?);
@@ -236,14 +213,42 @@ pub async fn start(
         }));
     }
 
+    if settings.routing.reload_interval_ms > 0 {
+        let kafka = settings.kafka.clone();
+        let topics = settings.topics.clone();
+        let interval = Duration::from_millis(settings.routing.reload_interval_ms);
+        let cancel = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            reloader
+                .run(interval, cancel, |list| {
+                    // A department added by the edit gets its topic before it gets cases.
+                    let specs: Vec<TopicSpec> = list
+                        .router
+                        .list()
+                        .departments
+                        .iter()
+                        .map(|d| TopicSpec::plain(topics.name(&d.topic)))
+                        .collect();
+                    let kafka = kafka.clone();
+                    async move {
+                        if let Err(e) = ensure_topics(&kafka, &specs).await {
+                            tracing::warn!(error = %e, "cannot create the new list's department topics");
+                        }
+                    }
+                })
+                .await;
+        }));
+    }
+
     if settings.dispatcher.enabled {
         let dispatcher = Dispatcher::new(
             &settings.kafka,
             &settings.dispatcher,
             settings.topics.clone(),
-            publisher.clone(),
-            Arc::new(Router::new(loaded.responsibility)),
-        )?;
+            settings.dedupe.settings(),
+            list_handle.clone(),
+            addr.port(),
+        );
         let cancel = cancel.clone();
         let mut topics_ready = topics_ready.clone();
         tasks.push(tokio::spawn(async move {
@@ -263,4 +268,44 @@ pub async fn start(
         tasks,
         publisher,
     })
+}
+
+/// Every topic the gateway writes or reads, created at startup when missing.
+pub fn gateway_topics(
+    settings: &crate::config::Settings,
+    list: &crate::dispatch::responsibility::ResponsibilityList,
+) -> Vec<TopicSpec> {
+    let t = &settings.topics;
+    let mut topic_specs: Vec<TopicSpec> = [
+        &t.inbound,
+        &t.invalid,
+        &t.triage,
+        &t.escalations,
+        &t.feedback,
+    ]
+    .iter()
+    .map(|name| TopicSpec::plain(t.name(name)))
+    .collect();
+    topic_specs.extend(
+        list.departments
+            .iter()
+            .map(|d| TopicSpec::plain(t.name(&d.topic))),
+    );
+    // As many partitions as inbound (both take the default): see the dispatcher.
+    topic_specs.push(TopicSpec {
+        name: t.name(&t.cases),
+        partitions: None,
+        compacted: true,
+    });
+    topic_specs.push(TopicSpec {
+        name: t.name(&t.poll_cursors),
+        partitions: Some(1),
+        compacted: true,
+    });
+    topic_specs.push(TopicSpec {
+        name: t.name(&t.poll_leases),
+        partitions: Some(LEASE_PARTITIONS),
+        compacted: false,
+    });
+    topic_specs
 }

@@ -1,57 +1,150 @@
-//! The dispatcher stage: a consumer group on `petitions.inbound` that routes each
-//! petition to its department topic (or triage, plus escalations).
+//! The dispatcher stage, exactly once: a consumer group on `petitions.inbound` that
+//! recognises resent petitions, merges near-duplicates into open cases and routes each
+//! new case to its department topic (or triage, plus escalations).
 //!
-//! This first version is at-least-once: a record's offset is stored only after every
-//! output was acknowledged, so a crash re-delivers and never loses. A petition id seen
-//! twice in one run (a channel's resend) is routed once. Durable dedupe and one Kafka
-//! transaction for outputs + offsets come with the dedupe stage.
+//! Per batch of inbound records it runs one Kafka transaction holding the department,
+//! triage and escalation records, the case-state records on `petitions.cases` and the
+//! consumed offsets. A crash anywhere leaves either all of a batch or none of it, and
+//! consumers reading committed data never see the half.
+//!
+//! State lives per inbound partition (inbound is keyed by region, so reports of one
+//! incident meet in one partition). `petitions.cases` has as many partitions as
+//! inbound, and partition p's case records go to cases partition p; an instance that
+//! gets partition p replays cases partition p before it handles any record of p. Any
+//! rebalance drops all local state, so state can never be stale after another instance
+//! held a partition in between.
 
-use super::router::{Router, RoutingDecision};
+use super::cases::{CaseLogEntry, CaseState, DecisionContext, Outcome};
+use super::dedupe::{DedupeSettings, MergeDecision};
+use super::reload::ListHandle;
+use super::router::RoutingDecision;
 use crate::config::{DispatcherSettings, KafkaSettings, TopicSettings};
 use crate::kafka::cloudevents::{new_span_id, CloudEvent};
-use crate::kafka::{PublishError, Publisher};
 use crate::petition::Petition;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// Blocking Kafka calls (transactions, metadata) give up after this long.
+const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Restoring one partition's state gives up after this long.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
-    #[error("dispatcher consumer: {0}")]
-    Consumer(#[from] rdkafka::error::KafkaError),
+    #[error("dispatcher kafka client: {0}")]
+    Client(#[from] KafkaError),
+    #[error("dispatcher transaction failed while {stage}: {source}")]
+    Transaction {
+        stage: &'static str,
+        source: KafkaError,
+    },
+    #[error("restoring case state of {topic} partition {partition}: {reason}")]
+    Restore {
+        topic: String,
+        partition: i32,
+        reason: String,
+    },
+    #[error("{cases} has {cases_partitions} partitions but {inbound} has {inbound_partitions}; the dispatcher keeps inbound partition p's cases in cases partition p, so they must match (create {cases} with {inbound_partitions} partitions)")]
+    PartitionMismatch {
+        cases: String,
+        cases_partitions: usize,
+        inbound: String,
+        inbound_partitions: usize,
+    },
+    #[error("topic {0} does not exist")]
+    MissingTopic(String),
+    #[error("cannot encode a dispatcher record: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("a blocking kafka call did not finish: {0}")]
+    Blocking(String),
 }
 
 impl DispatchError {
+    /// Whether starting over (new clients, state restored from Kafka) may succeed.
     pub fn retryable(&self) -> bool {
-        true
+        !matches!(
+            self,
+            DispatchError::PartitionMismatch { .. } | DispatchError::Encode(_)
+        )
     }
 }
 
-/// What a department (or triage) receives.
+/// What a department (or triage, or escalations) receives: one record per case.
 #[derive(Serialize)]
 pub struct DispatchRecord<'a> {
-    /// One case per petition until near-duplicate merging lands.
     pub case_id: &'a str,
     pub petition: &'a Value,
     pub routing: &'a RoutingDecision,
-    pub dispatched_at: String,
+    pub list_version: &'a str,
+    pub dispatched_at: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sla_hours: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<String>,
+    pub deadline: Option<&'a str>,
+    /// On escalations only: a later report that joined the case and escalates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<&'a MergeDecision>,
 }
 
+/// Counts rebalances: a revocation means local state may be stale.
+#[derive(Default)]
+pub struct RebalanceEpoch {
+    epoch: AtomicU64,
+}
+
+impl RebalanceEpoch {
+    fn current(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+}
+
+impl ClientContext for RebalanceEpoch {}
+
+impl ConsumerContext for RebalanceEpoch {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(partitions = tpl.count(), "dispatcher partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(?partitions, "dispatcher partitions assigned");
+        }
+    }
+}
+
+type InboundConsumer = StreamConsumer<RebalanceEpoch>;
+
 pub struct Dispatcher {
-    consumer: Arc<StreamConsumer>,
-    publisher: Publisher,
-    router: Arc<Router>,
+    kafka: KafkaSettings,
+    settings: DispatcherSettings,
     topics: TopicSettings,
-    seen: HashSet<String>,
+    dedupe: DedupeSettings,
+    list: ListHandle,
+    instance: String,
+    transactional_id: String,
+}
+
+/// Runs a blocking Kafka call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DispatchError> + Send + 'static,
+) -> Result<T, DispatchError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DispatchError::Blocking(e.to_string()))?
 }
 
 impl Dispatcher {
@@ -59,174 +152,565 @@ impl Dispatcher {
         kafka: &KafkaSettings,
         settings: &DispatcherSettings,
         topics: TopicSettings,
-        publisher: Publisher,
-        router: Arc<Router>,
-    ) -> Result<Self, DispatchError> {
-        let consumer: StreamConsumer = crate::kafka::base_config(kafka)
-            .set("group.id", &settings.group_id)
-            .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .create()?;
-        consumer.subscribe(&[&topics.name(&topics.inbound)])?;
-        Ok(Self {
-            consumer: Arc::new(consumer),
-            publisher,
-            router,
+        dedupe: DedupeSettings,
+        list: ListHandle,
+        listen_port: u16,
+    ) -> Self {
+        let instance = if settings.instance_id.is_empty() {
+            default_instance_id(listen_port)
+        } else {
+            settings.instance_id.clone()
+        };
+        let transactional_id = format!("{}{}-{instance}", topics.prefix, settings.group_id);
+        Self {
+            kafka: kafka.clone(),
+            settings: settings.clone(),
             topics,
-            seen: HashSet::new(),
-        })
+            dedupe,
+            list,
+            instance,
+            transactional_id,
+        }
     }
 
-    pub async fn run(mut self, cancel: CancellationToken) {
-        let consumer = self.consumer.clone();
+    /// Runs until cancelled. A failed session (broker gone, transaction fenced or
+    /// aborted) is started over with fresh clients and state restored from Kafka.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(500);
         loop {
-            let message = tokio::select! {
-                _ = cancel.cancelled() => break,
-                m = consumer.recv() => m,
-            };
-            match message {
-                Ok(m) => {
-                    if self.handle(&m, &cancel).await {
-                        if let Err(e) = consumer.store_offset_from_message(&m) {
-                            tracing::error!(error = %e, "cannot store dispatcher offset");
-                        }
-                    } else {
-                        break; // cancelled before the outputs were acknowledged
-                    }
-                }
+            match self.session(&cancel).await {
+                Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, "dispatcher consumer error");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tracing::error!(error = %e, retryable = e.retryable(),
+                        "dispatcher session ended; starting over from the committed state");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         }
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::debug!(error = %e, "final dispatcher commit");
-            }
-        })
-        .await;
         tracing::info!("dispatcher stopped");
     }
 
-    /// Routes one record; returns false only when cancelled before it was done.
-    async fn handle(&mut self, m: &BorrowedMessage<'_>, cancel: &CancellationToken) -> bool {
-        let payload = m.payload().unwrap_or_default();
-        let parsed = serde_json::from_slice::<Value>(payload).and_then(|v| {
-            let p: Petition = serde_json::from_value(v.clone())?;
-            Ok((v, p))
-        });
-        let (value, petition) = match parsed {
-            Ok(x) => x,
-            Err(e) => {
+    async fn session(&self, cancel: &CancellationToken) -> Result<(), DispatchError> {
+        let producer: FutureProducer = crate::kafka::base_config(&self.kafka)
+            .set("transactional.id", &self.transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "transaction.timeout.ms",
+                self.settings.transaction_timeout_ms.to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                self.kafka.message_timeout_ms.to_string(),
+            )
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .create()?;
+        {
+            let producer = producer.clone();
+            // Fences an earlier incarnation of this instance and aborts what it left open.
+            blocking(move || {
+                producer
+                    .init_transactions(KAFKA_CALL_TIMEOUT)
+                    .map_err(|source| DispatchError::Transaction {
+                        stage: "initialising transactions",
+                        source,
+                    })
+            })
+            .await?;
+        }
+        let consumer: Arc<InboundConsumer> = Arc::new(
+            crate::kafka::base_config(&self.kafka)
+                .set("group.id", self.topics.name(&self.settings.group_id))
+                // Static membership: a restarted instance takes its partitions back at
+                // once instead of waiting for its dead predecessor's session to expire.
+                .set("group.instance.id", &self.instance)
+                .set(
+                    "session.timeout.ms",
+                    self.settings.session_timeout_ms.to_string(),
+                )
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("isolation.level", "read_committed")
+                .create_with_context(RebalanceEpoch::default())?,
+        );
+        let inbound = self.topics.name(&self.topics.inbound);
+        self.check_partitions(&consumer).await?;
+        consumer.subscribe(&[&inbound])?;
+        tracing::info!(transactional_id = %self.transactional_id, "dispatcher joined its group");
+
+        let result = self.process(&consumer, &producer, cancel).await;
+        // Closing leaves the group at once (no session timeout for the others); both
+        // calls block.
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(consumer);
+            drop(producer);
+        })
+        .await;
+        result
+    }
+
+    async fn process(
+        &self,
+        consumer: &Arc<InboundConsumer>,
+        producer: &FutureProducer,
+        cancel: &CancellationToken,
+    ) -> Result<(), DispatchError> {
+        let mut states: HashMap<i32, CaseState> = HashMap::new();
+        let mut epoch = consumer.context().current();
+        let mut transactions: u64 = 0;
+        loop {
+            let batch = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                b = self.next_batch(consumer, &mut epoch, &mut states) => b,
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let mut partitions: Vec<i32> = batch.iter().map(Message::partition).collect();
+            partitions.sort_unstable();
+            partitions.dedup();
+            partitions.retain(|p| !states.contains_key(p));
+            for p in partitions {
+                let state = self.restore(p).await?;
+                states.insert(p, state);
+            }
+            transactions += 1;
+            if let Err(e) = self
+                .transact(consumer, producer, &batch, &mut states, transactions)
+                .await
+            {
+                let p = producer.clone();
+                let _ = blocking(move || {
+                    p.abort_transaction(KAFKA_CALL_TIMEOUT)
+                        .map_err(DispatchError::Client)
+                })
+                .await;
+                return Err(e);
+            }
+        }
+    }
+
+    /// Waits for the next record, then takes whatever else is already there (up to
+    /// `max_batch`). A rebalance seen on the way discards the batch and all state.
+    async fn next_batch(
+        &self,
+        consumer: &InboundConsumer,
+        epoch: &mut u64,
+        states: &mut HashMap<i32, CaseState>,
+    ) -> Vec<OwnedMessage> {
+        let mut batch = Vec::new();
+        loop {
+            let received = if batch.is_empty() {
+                Some(consumer.recv().await)
+            } else {
+                tokio::time::timeout(Duration::from_millis(2), consumer.recv())
+                    .await
+                    .ok()
+            };
+            let now = consumer.context().current();
+            if now != *epoch {
+                // Records taken before the rebalance come again from the committed
+                // offsets if the partition is still ours; state is restored afresh.
+                *epoch = now;
+                batch.clear();
+                states.clear();
+            }
+            match received {
+                Some(Ok(m)) => {
+                    batch.push(m.detach());
+                    if batch.len() >= self.settings.max_batch {
+                        return batch;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "dispatcher consumer error");
+                    if !batch.is_empty() {
+                        return batch;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => return batch,
+            }
+        }
+    }
+
+    async fn transact(
+        &self,
+        consumer: &InboundConsumer,
+        producer: &FutureProducer,
+        batch: &[OwnedMessage],
+        states: &mut HashMap<i32, CaseState>,
+        number: u64,
+    ) -> Result<(), DispatchError> {
+        producer
+            .begin_transaction()
+            .map_err(|source| DispatchError::Transaction {
+                stage: "beginning",
+                source,
+            })?;
+        let list = self.list.borrow().clone();
+        let now = chrono::Utc::now();
+        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+        let (mut opened, mut merged, mut resent) = (0, 0, 0);
+        for m in batch {
+            let partition = m.partition();
+            offsets.insert(partition, m.offset() + 1);
+            let Some(state) = states.get_mut(&partition) else {
+                continue; // restored before the transaction began
+            };
+            let payload = m.payload().unwrap_or_default();
+            let Some((value, petition)) = parse_petition(payload) else {
                 let record = serde_json::json!({
                     "stage": "dispatcher", "class": "invalid",
-                    "errors": [{"path": "/", "message": format!("not a petition.v1 record: {e}")}],
-                    "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
+                    "errors": [{"path": "/", "message": "not a petition.v1 record"}],
+                    "topic": m.topic(), "partition": partition, "offset": m.offset(),
                     "body": String::from_utf8_lossy(payload),
                 });
                 let topic = self.topics.name(&self.topics.invalid);
-                let bytes = serde_json::to_vec(&record).unwrap_or_default();
-                return self
-                    .publish_until_done(&topic, "dispatcher", &bytes, None, cancel)
-                    .await;
+                self.send(producer, &topic, None, "dispatcher", &record, None)?;
+                continue;
+            };
+            let outcome = state.decide(
+                &petition,
+                &list.router,
+                &DecisionContext {
+                    seq: m.offset(),
+                    list_version: &list.version,
+                    now,
+                },
+            );
+            match &outcome {
+                Outcome::Resent { case_id } => {
+                    resent += 1;
+                    tracing::info!(petition_id = %petition.id, %case_id,
+                        "resent petition already in a case");
+                }
+                Outcome::Opened { case, .. } => {
+                    opened += 1;
+                    let record = DispatchRecord {
+                        case_id: &case.case_id,
+                        petition: &value,
+                        routing: &case.routing,
+                        list_version: &case.list_version,
+                        dispatched_at: &case.dispatched_at,
+                        sla_hours: case.sla_hours,
+                        deadline: case.deadline.as_deref(),
+                        merge: None,
+                    };
+                    let topic = match &case.routing.topic {
+                        Some(t) => self.topics.name(t),
+                        None => self.topics.name(&self.topics.triage),
+                    };
+                    self.send(
+                        producer,
+                        &topic,
+                        None,
+                        &case.case_id,
+                        &record,
+                        Some(&petition),
+                    )?;
+                    if case.escalated {
+                        let topic = self.topics.name(&self.topics.escalations);
+                        self.send(
+                            producer,
+                            &topic,
+                            None,
+                            &case.case_id,
+                            &record,
+                            Some(&petition),
+                        )?;
+                    }
+                    tracing::info!(petition_id = %petition.id, department = %case.department,
+                        rule = ?case.routing.rule, score = case.routing.score,
+                        escalate = case.escalated, "case opened and dispatched");
+                }
+                Outcome::Merged {
+                    report,
+                    routing,
+                    escalates,
+                } => {
+                    merged += 1;
+                    if *escalates {
+                        let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                        let record = DispatchRecord {
+                            case_id: &report.case_id,
+                            petition: &value,
+                            routing,
+                            list_version: &list.version,
+                            dispatched_at: &stamp,
+                            sla_hours: None,
+                            deadline: None,
+                            merge: report.merge.as_ref(),
+                        };
+                        let topic = self.topics.name(&self.topics.escalations);
+                        self.send(
+                            producer,
+                            &topic,
+                            None,
+                            &report.case_id,
+                            &record,
+                            Some(&petition),
+                        )?;
+                    }
+                    tracing::info!(petition_id = %petition.id, case_id = %report.case_id,
+                        score = report.merge.as_ref().map(|m| m.score),
+                        "report merged into an open case");
+                }
             }
-        };
-        if !self.seen.insert(petition.id.clone()) {
-            tracing::info!(petition_id = %petition.id, "resent petition already dispatched");
-            return true;
+            let cases_topic = self.topics.name(&self.topics.cases);
+            for entry in outcome.log_entries() {
+                self.send(
+                    producer,
+                    &cases_topic,
+                    Some(partition),
+                    &entry.key(),
+                    &entry,
+                    None,
+                )?;
+            }
+            state.apply(&outcome);
         }
 
-        let decision = self.router.route(&petition);
-        let now = chrono::Utc::now();
-        let sla_hours = self
-            .router
-            .list()
-            .department(&decision.department)
-            .map(|d| d.sla_hours);
-        let record = DispatchRecord {
-            case_id: &petition.id,
-            petition: &value,
-            routing: &decision,
-            dispatched_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            sla_hours,
-            deadline: sla_hours.map(|h| {
-                (now + chrono::Duration::hours(i64::from(h)))
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            }),
-        };
-        let bytes = match serde_json::to_vec(&record) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode dispatch record");
-                return true;
-            }
-        };
-        let topic = match &decision.topic {
-            Some(t) => self.topics.name(t),
-            None => self.topics.name(&self.topics.triage),
-        };
-        if !self
-            .publish_until_done(&topic, &petition.id, &bytes, Some(&petition), cancel)
-            .await
-        {
-            self.seen.remove(&petition.id);
-            return false;
+        let mut tpl = TopicPartitionList::new();
+        let inbound = self.topics.name(&self.topics.inbound);
+        for (partition, offset) in &offsets {
+            tpl.add_partition_offset(&inbound, *partition, Offset::Offset(*offset))?;
         }
-        if decision.escalate {
-            let topic = self.topics.name(&self.topics.escalations);
-            if !self
-                .publish_until_done(&topic, &petition.id, &bytes, Some(&petition), cancel)
-                .await
-            {
-                self.seen.remove(&petition.id);
-                return false;
-            }
-        }
-        tracing::info!(petition_id = %petition.id, department = %decision.department,
-            rule = ?decision.rule, score = decision.score, escalate = decision.escalate, "dispatched");
-        true
+        let group = consumer
+            .group_metadata()
+            .ok_or(DispatchError::Transaction {
+                stage: "reading the consumer group metadata",
+                source: KafkaError::Canceled,
+            })?;
+        let producer = producer.clone();
+        blocking(move || {
+            producer
+                .send_offsets_to_transaction(&tpl, &group, KAFKA_CALL_TIMEOUT)
+                .map_err(|source| DispatchError::Transaction {
+                    stage: "adding the inbound offsets",
+                    source,
+                })?;
+            crash_before_commit(number, &producer);
+            producer
+                .commit_transaction(KAFKA_CALL_TIMEOUT)
+                .map_err(|source| DispatchError::Transaction {
+                    stage: "committing",
+                    source,
+                })
+        })
+        .await?;
+        tracing::debug!(
+            records = batch.len(),
+            opened,
+            merged,
+            resent,
+            "batch committed"
+        );
+        Ok(())
     }
 
-    /// Retries with capped exponential backoff until Kafka acknowledges, or shutdown.
-    async fn publish_until_done(
+    /// Queues a record in the open transaction (committing waits for all of them).
+    fn send(
         &self,
+        producer: &FutureProducer,
         topic: &str,
+        partition: Option<i32>,
         key: &str,
-        payload: &[u8],
+        value: &impl Serialize,
         petition: Option<&Petition>,
-        cancel: &CancellationToken,
-    ) -> bool {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let headers = match petition {
-                Some(p) => CloudEvent {
-                    id: &format!("{}:dispatched", p.id),
-                    source: "/petition-gateway/dispatcher",
-                    event_type: "gov.petition.dispatched.v1",
-                    time: &chrono::Utc::now().to_rfc3339(),
-                    subject: Some(&p.id),
-                    trace_id: &p.trace_id,
-                    span_id: &new_span_id(),
-                }
-                .headers(),
-                None => rdkafka::message::OwnedHeaders::new(),
+    ) -> Result<(), DispatchError> {
+        let payload = serde_json::to_vec(value)?;
+        let headers = match petition {
+            Some(p) => CloudEvent {
+                id: &format!("{}:dispatched", p.id),
+                source: "/petition-gateway/dispatcher",
+                event_type: "gov.petition.dispatched.v1",
+                time: &chrono::Utc::now().to_rfc3339(),
+                subject: Some(&p.id),
+                trace_id: &p.trace_id,
+                span_id: &new_span_id(),
+            }
+            .headers(),
+            None => OwnedHeaders::new(),
+        };
+        let mut record = FutureRecord::to(topic)
+            .key(key)
+            .payload(&payload)
+            .headers(headers);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        producer
+            .send_result(record)
+            .map(drop)
+            .map_err(|(source, _)| DispatchError::Transaction {
+                stage: "queueing a record",
+                source,
+            })
+    }
+
+    /// Inbound and cases must have as many partitions (see the module header).
+    async fn check_partitions(&self, consumer: &Arc<InboundConsumer>) -> Result<(), DispatchError> {
+        let consumer = consumer.clone();
+        let inbound = self.topics.name(&self.topics.inbound);
+        let cases = self.topics.name(&self.topics.cases);
+        blocking(move || {
+            let count = |topic: &str| -> Result<usize, DispatchError> {
+                let m = consumer.fetch_metadata(Some(topic), KAFKA_CALL_TIMEOUT)?;
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == topic && t.error().is_none())
+                    .map(|t| t.partitions().len())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| DispatchError::MissingTopic(topic.to_string()))
             };
-            let result: Result<_, PublishError> =
-                self.publisher.publish(topic, key, payload, headers).await;
-            match result {
-                Ok(_) => return true,
-                Err(e) => {
-                    tracing::warn!(topic, error = %e, retryable = e.retryable(), "dispatch publish failed; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
+            let (i, c) = (count(&inbound)?, count(&cases)?);
+            if i != c {
+                return Err(DispatchError::PartitionMismatch {
+                    cases,
+                    cases_partitions: c,
+                    inbound,
+                    inbound_partitions: i,
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn restore(&self, partition: i32) -> Result<CaseState, DispatchError> {
+        let kafka = self.kafka.clone();
+        let topic = self.topics.name(&self.topics.cases);
+        let group = self.topics.name(&self.settings.group_id);
+        let settings = self.dedupe;
+        let started = Instant::now();
+        let (state, records) = blocking(move || {
+            restore_partition(&kafka, &group, &topic, partition, settings, RESTORE_TIMEOUT)
+        })
+        .await?;
+        tracing::info!(
+            partition,
+            records,
+            petitions = state.petitions(),
+            open_cases = state.open_cases(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "case state restored"
+        );
+        Ok(state)
+    }
+}
+
+fn parse_petition(payload: &[u8]) -> Option<(Value, Petition)> {
+    let value: Value = serde_json::from_slice(payload).ok()?;
+    let petition: Petition = serde_json::from_value(value.clone()).ok()?;
+    Some((value, petition))
+}
+
+/// Reads one partition of `petitions.cases` (committed records only) up to the end it
+/// had when the restore began. Returns the state and the number of records read.
+pub fn restore_partition(
+    kafka: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    settings: DedupeSettings,
+    timeout: Duration,
+) -> Result<(CaseState, usize), DispatchError> {
+    let fail = |reason: String| DispatchError::Restore {
+        topic: topic.to_string(),
+        partition,
+        reason,
+    };
+    let consumer: BaseConsumer = crate::kafka::base_config(kafka)
+        // Only for the client's bookkeeping: nothing is committed, partitions are assigned.
+        .set("group.id", format!("{group}-restore"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let (low, high) = consumer.fetch_watermarks(topic, partition, KAFKA_CALL_TIMEOUT)?;
+    let mut entries = Vec::new();
+    let mut records = 0;
+    if high > low {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    records += 1;
+                    if let Some(payload) = m.payload() {
+                        match serde_json::from_slice::<CaseLogEntry>(payload) {
+                            Ok(e) => entries.push(e),
+                            Err(e) => tracing::warn!(partition, offset = m.offset(), error = %e,
+                                "unreadable case record skipped"),
+                        }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    if m.offset() + 1 >= high {
+                        break;
+                    }
+                }
+                Some(Err(e)) => return Err(fail(e.to_string())),
+                None => {}
+            }
+            // A transaction marker may be the last record: the position passes it.
+            let position = consumer
+                .position()?
+                .find_partition(topic, partition)
+                .map(|e| e.offset());
+            if let Some(Offset::Offset(o)) = position {
+                if o >= high {
+                    break;
                 }
             }
+            if Instant::now() > deadline {
+                return Err(fail(format!(
+                    "not at offset {high} after {}s (an open transaction?)",
+                    timeout.as_secs()
+                )));
+            }
+        }
+    }
+    let _ = consumer.unassign();
+    Ok((CaseState::restore(settings, entries), records))
+}
+
+/// Stable across restarts on one host and unique per listener, so a restarted instance
+/// fences its predecessor's open transaction.
+fn default_instance_id(listen_port: u16) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{host}-{listen_port}")
+}
+
+/// Test hook: `GATEWAY_FAULT_CRASH_BEFORE_COMMIT=<n>` flushes the n-th transaction's
+/// records to the broker and aborts the process before committing, so tests can prove
+/// that such a crash neither loses nor doubles anything.
+fn crash_before_commit(number: u64, producer: &FutureProducer) {
+    if let Ok(n) = std::env::var("GATEWAY_FAULT_CRASH_BEFORE_COMMIT") {
+        if n.trim().parse::<u64>().ok() == Some(number) {
+            let _ = producer.flush(Duration::from_secs(10));
+            eprintln!("fault injection: aborting before committing transaction {number}");
+            std::process::abort();
         }
     }
 }

@@ -4,7 +4,9 @@
 //! Deduplication (idempotent receiver, near-duplicate merge) and Kafka transactions slot
 //! in between [`router`] and the publish step in [`dispatcher`].
 
+pub mod cases;
 pub mod dedupe;
 pub mod dispatcher;
+pub mod reload;
 pub mod responsibility;
 pub mod router;

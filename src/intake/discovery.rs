@@ -17,8 +17,9 @@ pub async fn serve(State((ctx, kind)): State<(Arc<IntakeContext>, DiscoveryKind)
 
 /// GeoReport v2 service list: one service per category code, grouped by its owner.
 pub fn open311_services(ctx: &IntakeContext) -> Value {
+    let active = ctx.list.borrow().clone();
     let mut services: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for d in &ctx.responsibility.departments {
+    for d in &active.router.list().departments {
         for c in &d.categories {
             services
                 .entry(c.as_str())

@@ -10,7 +10,7 @@ pub mod push;
 pub mod quarantine;
 
 use crate::config::{LoadedConnector, TopicSettings};
-use crate::dispatch::responsibility::ResponsibilityList;
+use crate::dispatch::reload::ListHandle;
 use crate::kafka::Publisher;
 use crate::normalize::region::RegionResolver;
 use crate::normalize::schema::Schemas;
@@ -32,8 +32,8 @@ pub struct IntakeContext {
     pub schemas: Arc<Schemas>,
     /// Set by the readiness probe once Kafka answers and the topics exist.
     pub ready: Arc<AtomicBool>,
-    /// For discovery documents (Open311 services) built from the list.
-    pub responsibility: Arc<ResponsibilityList>,
+    /// The responsibility list in force, for discovery documents (Open311 services).
+    pub list: ListHandle,
 }
 
 pub fn channel_limiter(per_second: u32, burst: u32) -> DefaultDirectRateLimiter {

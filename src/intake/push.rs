@@ -282,17 +282,23 @@ pub enum Refusal {
     Unavailable(String),
 }
 
-/// Map → normalize → publish to `petitions.inbound`, waiting for Kafka's ack. Shared by
-/// the push routes and the poller.
-pub async fn accept_payload(
+/// A petition ready for `petitions.inbound`: its record, CloudEvent headers and model.
+pub struct PreparedPetition {
+    pub record: Vec<u8>,
+    pub headers: rdkafka::message::OwnedHeaders,
+    pub petition: crate::petition::Petition,
+}
+
+/// Map → normalize → encode, without publishing. Shared by live intake and `import`.
+pub fn prepare_petition(
     ctx: &IntakeContext,
     def: &ConnectorDefinition,
     payload: &Value,
     received_at: &str,
     trace_id: &str,
-) -> Result<crate::petition::Petition, Refusal> {
+) -> Result<PreparedPetition, Vec<FieldError>> {
     let name = def.name();
-    let mapped = map_payload(def, payload).map_err(Refusal::Invalid)?;
+    let mapped = map_payload(def, payload)?;
     let (value, petition) = normalize(
         name,
         &mapped,
@@ -300,14 +306,9 @@ pub async fn accept_payload(
         trace_id,
         &ctx.regions,
         &ctx.schemas,
-    )
-    .map_err(Refusal::Invalid)?;
-    let record = serde_json::to_vec(&value).map_err(|e| {
-        Refusal::Invalid(vec![FieldError::new(
-            "/",
-            format!("cannot encode petition: {e}"),
-        )])
-    })?;
+    )?;
+    let record = serde_json::to_vec(&value)
+        .map_err(|e| vec![FieldError::new("/", format!("cannot encode petition: {e}"))])?;
     let source = format!("/petition-gateway/intake/{name}");
     let headers = CloudEvent {
         id: &petition.id,
@@ -319,6 +320,28 @@ pub async fn accept_payload(
         span_id: &new_span_id(),
     }
     .headers();
+    Ok(PreparedPetition {
+        record,
+        headers,
+        petition,
+    })
+}
+
+/// Map → normalize → publish to `petitions.inbound`, waiting for Kafka's ack. Shared by
+/// the push routes and the poller.
+pub async fn accept_payload(
+    ctx: &IntakeContext,
+    def: &ConnectorDefinition,
+    payload: &Value,
+    received_at: &str,
+    trace_id: &str,
+) -> Result<crate::petition::Petition, Refusal> {
+    let name = def.name();
+    let PreparedPetition {
+        record,
+        headers,
+        petition,
+    } = prepare_petition(ctx, def, payload, received_at, trace_id).map_err(Refusal::Invalid)?;
     let topic = ctx.topics.name(&ctx.topics.inbound);
     match ctx
         .publisher

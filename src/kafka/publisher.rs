@@ -75,6 +75,39 @@ impl Publisher {
         }
     }
 
+    /// Queues a record at once, so records queued one after another keep their order
+    /// (what a bulk import needs), and returns a future for Kafka's acknowledgement.
+    pub fn enqueue(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<impl std::future::Future<Output = Result<(i32, i64), PublishError>>, PublishError>
+    {
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        let delivery = self.producer.send_result(record).map_err(|(source, _)| {
+            PublishError::NotAcknowledged {
+                topic: topic.to_string(),
+                source,
+            }
+        })?;
+        let topic = topic.to_string();
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(d)) => Ok((d.partition, d.offset)),
+                Ok(Err((source, _))) => Err(PublishError::NotAcknowledged { topic, source }),
+                Err(_) => Err(PublishError::NotAcknowledged {
+                    topic,
+                    source: KafkaError::Canceled,
+                }),
+            }
+        })
+    }
+
     /// Flushes outstanding records; blocking, so it runs off the async threads.
     pub async fn flush(&self, timeout: Duration) {
         let producer = self.producer.clone();

@@ -419,3 +419,92 @@ pub fn distinct_ids(records: &[Record], pointer: &str) -> std::collections::Hash
         })
         .collect()
 }
+
+/// The dispatcher's `petitions.cases` topic read back (uncompacted, committed only).
+pub struct CaseLog {
+    /// Case id → its case record.
+    pub cases: HashMap<String, Value>,
+    /// Petition id → its report record (which case it is in, and why).
+    pub reports: HashMap<String, Value>,
+}
+
+impl CaseLog {
+    /// Petition id → case id.
+    pub fn case_of(&self) -> HashMap<String, String> {
+        self.reports
+            .iter()
+            .map(|(p, r)| (p.clone(), r["case_id"].as_str().unwrap().to_string()))
+            .collect()
+    }
+}
+
+/// Reads `petitions.cases` until `reports` report records arrived; asserts that no case
+/// and no report was ever written twice (exactly once, not just "latest wins").
+pub async fn read_case_log(prefix: &str, reports: usize, settle: Duration) -> CaseLog {
+    let records = read_topics(&[format!("{prefix}petitions.cases")], reports, settle).await;
+    let mut log = CaseLog {
+        cases: HashMap::new(),
+        reports: HashMap::new(),
+    };
+    for r in records {
+        let key = r.key.clone().unwrap();
+        match r.value["type"].as_str().unwrap() {
+            "case" => {
+                let id = r.value["case_id"].as_str().unwrap().to_string();
+                assert_eq!(key, format!("case/{id}"));
+                assert!(
+                    log.cases.insert(id.clone(), r.value).is_none(),
+                    "case {id} written twice"
+                );
+            }
+            "report" => {
+                let id = r.value["petition_id"].as_str().unwrap().to_string();
+                assert_eq!(key, format!("report/{id}"));
+                assert!(
+                    log.reports.insert(id.clone(), r.value).is_none(),
+                    "report {id} written twice"
+                );
+            }
+            other => panic!("unknown case record type {other}"),
+        }
+    }
+    for (p, r) in &log.reports {
+        let case = r["case_id"].as_str().unwrap();
+        assert!(
+            log.cases.contains_key(case),
+            "report {p} names case {case}, which was never opened"
+        );
+    }
+    log
+}
+
+/// Every case on exactly one department or triage topic, once, on the topic its
+/// routing names; nothing else there.
+pub fn assert_each_case_dispatched_once(prefix: &str, out: &[Record], log: &CaseLog) {
+    let mut seen = std::collections::HashSet::new();
+    for r in out {
+        let case = r.value["case_id"].as_str().unwrap().to_string();
+        assert!(seen.insert(case.clone()), "case {case} dispatched twice");
+        let opened = log
+            .cases
+            .get(&case)
+            .unwrap_or_else(|| panic!("dispatched case {case} is not in petitions.cases"));
+        let routed = r.value["routing"]["department"].as_str().unwrap();
+        assert_eq!(opened["department"], routed);
+        let expected_topic = if routed == "triage" {
+            format!("{prefix}petitions.triage")
+        } else {
+            format!("{prefix}dept.{routed}")
+        };
+        assert_eq!(
+            r.topic, expected_topic,
+            "record on a topic its routing does not name"
+        );
+        assert_eq!(r.key.as_deref(), Some(case.as_str()));
+    }
+    assert_eq!(
+        seen.len(),
+        log.cases.len(),
+        "some cases were never dispatched"
+    );
+}

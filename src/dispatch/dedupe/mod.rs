@@ -34,7 +34,7 @@ impl Default for DedupeSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MergeDecision {
     pub case_id: String,
     pub score: f64,
