@@ -147,6 +147,7 @@ fn replay_line(
         &DecisionContext {
             seq: line_no as i64,
             list_version: "replay",
+            instance: "replay",
             now: chrono::Utc::now(),
         },
     );

@@ -25,6 +25,8 @@ pub struct CaseEntry {
     pub escalated: bool,
     /// The version of the responsibility list that decided.
     pub list_version: String,
+    /// The dispatcher instance that decided.
+    pub dispatcher: String,
     pub dispatched_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sla_hours: Option<u32>,
@@ -145,6 +147,7 @@ pub struct CaseState {
 pub struct DecisionContext<'a> {
     pub seq: i64,
     pub list_version: &'a str,
+    pub instance: &'a str,
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
@@ -231,6 +234,7 @@ impl CaseState {
                     department: routing.department.clone(),
                     escalated: routing.escalate,
                     list_version: ctx.list_version.to_string(),
+                    dispatcher: ctx.instance.to_string(),
                     dispatched_at: stamp(ctx.now),
                     sla_hours,
                     deadline: sla_hours
@@ -345,6 +349,7 @@ mod tests {
         DecisionContext {
             seq,
             list_version: "test",
+            instance: "test",
             now: chrono::Utc::now(),
         }
     }

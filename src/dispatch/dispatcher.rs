@@ -70,6 +70,19 @@ pub enum DispatchError {
 }
 
 impl DispatchError {
+    /// Whether the transactional producer can no longer be used (fenced by a newer
+    /// incarnation, or a fatal idempotence error): only new clients help.
+    pub fn fatal_for_producer(&self) -> bool {
+        match self {
+            DispatchError::Transaction {
+                source: KafkaError::Transaction(e),
+                ..
+            } => e.is_fatal(),
+            DispatchError::Transaction { .. } | DispatchError::Encode(_) => false,
+            _ => true,
+        }
+    }
+
     /// Whether starting over (new clients, state restored from Kafka) may succeed.
     pub fn retryable(&self) -> bool {
         !matches!(
@@ -280,19 +293,63 @@ impl Dispatcher {
                 states.insert(p, state);
             }
             transactions += 1;
-            if let Err(e) = self
+            let Err(e) = self
                 .transact(consumer, producer, &batch, &mut states, transactions)
                 .await
-            {
-                let p = producer.clone();
-                let _ = blocking(move || {
-                    p.abort_transaction(KAFKA_CALL_TIMEOUT)
-                        .map_err(DispatchError::Client)
-                })
-                .await;
-                return Err(e);
+            else {
+                continue;
+            };
+            if e.fatal_for_producer() {
+                return Err(e); // fenced or broken: start over with new clients
             }
+            // Abortable (a rebalance took a partition, a broker timed out): undo the
+            // batch, forget state it touched, and read the batch again.
+            tracing::warn!(error = %e, records = batch.len(),
+                "dispatcher transaction aborted; the batch is read again");
+            let p = producer.clone();
+            blocking(move || {
+                p.abort_transaction(KAFKA_CALL_TIMEOUT).map_err(|source| {
+                    DispatchError::Transaction {
+                        stage: "aborting",
+                        source,
+                    }
+                })
+            })
+            .await?;
+            states.clear();
+            self.rewind(consumer, &batch).await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Moves the consumer back to the first record of each partition in `batch`. A
+    /// partition no longer assigned starts from its committed offset anyway.
+    async fn rewind(
+        &self,
+        consumer: &Arc<InboundConsumer>,
+        batch: &[OwnedMessage],
+    ) -> Result<(), DispatchError> {
+        let mut first: BTreeMap<i32, i64> = BTreeMap::new();
+        for m in batch {
+            first.entry(m.partition()).or_insert(m.offset());
+        }
+        let consumer = consumer.clone();
+        let topic = self.topics.name(&self.topics.inbound);
+        blocking(move || {
+            let assigned = consumer.assignment()?;
+            for (partition, offset) in first {
+                if assigned.find_partition(&topic, partition).is_some() {
+                    consumer.seek(
+                        &topic,
+                        partition,
+                        Offset::Offset(offset),
+                        KAFKA_CALL_TIMEOUT,
+                    )?;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Waits for the next record, then takes whatever else is already there (up to
@@ -381,6 +438,7 @@ impl Dispatcher {
                 &DecisionContext {
                     seq: m.offset(),
                     list_version: &list.version,
+                    instance: &self.instance,
                     now,
                 },
             );

@@ -147,6 +147,16 @@ pub struct Record {
 /// Reads the topics with a real consumer (own group, from the beginning) until `expected`
 /// records arrived, then keeps reading for `settle` to catch any extra (doubled) record.
 pub async fn read_topics(topics: &[String], expected: usize, settle: Duration) -> Vec<Record> {
+    read_topics_until(topics, |records| records.len() >= expected, settle).await
+}
+
+/// Reads the topics until `done` holds for what was read, then for `settle` more
+/// (or for two minutes at most).
+pub async fn read_topics_until(
+    topics: &[String],
+    done: impl Fn(&[Record]) -> bool,
+    settle: Duration,
+) -> Vec<Record> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", unique_prefix("reader"))
@@ -163,7 +173,7 @@ pub async fn read_topics(topics: &[String], expected: usize, settle: Duration) -
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut settle_until: Option<Instant> = None;
     loop {
-        if records.len() >= expected && settle_until.is_none() {
+        if settle_until.is_none() && done(&records) {
             settle_until = Some(Instant::now() + settle);
         }
         let stop_at = settle_until.unwrap_or(deadline).min(deadline);
@@ -281,6 +291,18 @@ pub fn config_with(
     connectors: &[Connector],
 ) -> TestConfig {
     config_on_prefix(&unique_prefix(name), dispatcher, dir, connectors)
+}
+
+/// The config with `partitions` topic partitions instead of one.
+pub fn with_partitions(cfg: &TestConfig, partitions: u32) {
+    let text = std::fs::read_to_string(&cfg.file).unwrap();
+    assert!(text.contains("partitions = 1\n"));
+    let text = text.replacen(
+        "partitions = 1\n",
+        &format!("partitions = {partitions}\n"),
+        1,
+    );
+    std::fs::write(&cfg.file, text).unwrap();
 }
 
 /// Same, on a given prefix (two gateway instances sharing their topics and groups).
@@ -441,7 +463,18 @@ impl CaseLog {
 /// Reads `petitions.cases` until `reports` report records arrived; asserts that no case
 /// and no report was ever written twice (exactly once, not just "latest wins").
 pub async fn read_case_log(prefix: &str, reports: usize, settle: Duration) -> CaseLog {
-    let records = read_topics(&[format!("{prefix}petitions.cases")], reports, settle).await;
+    let records = read_topics_until(
+        &[format!("{prefix}petitions.cases")],
+        |records| {
+            records
+                .iter()
+                .filter(|r| r.value["type"] == "report")
+                .count()
+                >= reports
+        },
+        settle,
+    )
+    .await;
     let mut log = CaseLog {
         cases: HashMap::new(),
         reports: HashMap::new(),
