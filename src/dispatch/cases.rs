@@ -170,6 +170,11 @@ impl CaseState {
         self.deduper.len()
     }
 
+    /// The near-duplicate stage's view (benchmarks measure its lookups alone).
+    pub fn deduper(&self) -> &Deduper {
+        &self.deduper
+    }
+
     /// Decides what `petition` is; changes nothing.
     pub fn decide(&self, petition: &Petition, router: &Router, ctx: &DecisionContext) -> Outcome {
         if let Some(case) = self.seen.get(&id_key(&petition.id)) {
