@@ -4,8 +4,12 @@
 //! rebuilding state). Synthetic petitions in the sample's style, spread over six days so
 //! every case is open in the 7-day window.
 //!
-//! `cargo bench --bench case_state -- [OPEN_CASES]` (default 100000). Prints Markdown
+//! `cargo bench --bench case_state -- [REPORTS]` (default 100000). Prints Markdown
 //! rows for BENCHMARKS.md.
+//!
+//! `cargo bench --bench case_state -- REPORTS --jsonl FILE` only writes the same
+//! petitions as hotline work orders in the sample's format, for `petition-gateway import`
+//! (`scripts/bench-restore` measures the restore from a real broker with them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use petition_gateway::dispatch::cases::{CaseLogEntry, CaseState, DecisionContext, Outcome};
@@ -45,7 +49,7 @@ const ROADS: &[&str] = &[
 ];
 
 struct Generator {
-    streets: Vec<(String, Vec<String>)>,
+    streets: Vec<(String, String, Vec<String>)>,
     rng: StdRng,
     start: i64,
     span: i64,
@@ -61,7 +65,7 @@ impl Generator {
                 if places.is_empty() {
                     places.push(s.name.clone());
                 }
-                (s.code.clone(), places)
+                (s.code.clone(), s.name.clone(), places)
             })
             .collect();
         Self {
@@ -74,7 +78,14 @@ impl Generator {
 
     /// The n-th of `total` petitions: times increase with n.
     fn petition(&mut self, n: usize, total: usize) -> Petition {
-        let (code, places) = &self.streets[self.rng.random_range(0..self.streets.len())];
+        let (_, p) = self.next(n, total);
+        p
+    }
+
+    /// The petition and the hotline work order it comes from.
+    fn next(&mut self, n: usize, total: usize) -> (serde_json::Value, Petition) {
+        let (code, street, places) =
+            &self.streets[self.rng.random_range(0..self.streets.len())];
         let place = &places[self.rng.random_range(0..places.len())];
         let problem = PROBLEMS[self.rng.random_range(0..PROBLEMS.len())];
         let text = if self.rng.random_bool(0.7) {
@@ -93,14 +104,23 @@ impl Generator {
             .unwrap()
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let source_id = format!("BENCH{n:08}");
-        serde_json::from_value(serde_json::json!({
+        let local = chrono::DateTime::from_timestamp(at + 8 * 3600, 0)
+            .unwrap()
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        let order = serde_json::json!({
+            "gdbh": source_id, "ldsj": local, "ldhm": "13800138000", "ldrxm": "测试",
+            "sqlx": "投诉", "jjcd": "一般", "sqnr": text, "sqdz": format!("{street}{place}"),
+        });
+        let petition = serde_json::from_value(serde_json::json!({
             "id": petition_gateway::petition::petition_id("hotline", &source_id),
             "channel": "hotline", "source_id": source_id, "kind": "complaint",
             "urgency": "normal", "text": text, "reported_at": time, "received_at": time,
             "trace_id": "0af7651916cd43dd8448eb211c80319c", "attachments": [], "reporter": {},
             "location": {"region": {"code": code, "level": "street", "resolved_by": "text"}},
         }))
-        .unwrap()
+        .unwrap();
+        (order, petition)
     }
 }
 
@@ -129,6 +149,21 @@ fn main() {
         .unwrap_or(100_000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let gazetteer = Gazetteer::load(&root.join("config/gazetteer.toml")).unwrap();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--jsonl") {
+        use std::io::Write;
+        let file = std::fs::File::create(&args[i + 1]).unwrap();
+        let mut out = std::io::BufWriter::new(file);
+        let mut generator = Generator::new(&gazetteer, 1);
+        for n in 0..total {
+            let (order, p) = generator.next(n, total);
+            let line = serde_json::json!({
+                "seq": n + 1, "at": p.received_at, "channel": "hotline", "payload": order,
+            });
+            writeln!(out, "{line}").unwrap();
+        }
+        return;
+    }
     let list =
         ResponsibilityList::load(&root.join("config/responsibility.toml"), &gazetteer).unwrap();
     let router = Router::new(list);

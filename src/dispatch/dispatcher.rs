@@ -281,16 +281,26 @@ impl Dispatcher {
                 _ = cancel.cancelled() => return Ok(()),
                 b = self.next_batch(consumer, &mut epoch, &mut states) => b,
             };
-            if batch.is_empty() {
-                continue;
-            }
+            // Restore every assigned partition now, not when its first record comes, so
+            // the first petition after a rebalance does not wait for it.
             let mut partitions: Vec<i32> = batch.iter().map(Message::partition).collect();
+            let inbound = self.topics.name(&self.topics.inbound);
+            partitions.extend(
+                consumer
+                    .assignment()?
+                    .elements_for_topic(&inbound)
+                    .iter()
+                    .map(|e| e.partition()),
+            );
             partitions.sort_unstable();
             partitions.dedup();
             partitions.retain(|p| !states.contains_key(p));
             for p in partitions {
                 let state = self.restore(p).await?;
                 states.insert(p, state);
+            }
+            if batch.is_empty() {
+                continue;
             }
             transactions += 1;
             let Err(e) = self
@@ -352,8 +362,8 @@ impl Dispatcher {
         .await
     }
 
-    /// Waits for the next record, then takes whatever else is already there (up to
-    /// `max_batch`). A rebalance seen on the way discards the batch and all state.
+    /// Waits (up to a second) for the next record, then takes whatever else is already
+    /// there (up to `max_batch`). A rebalance seen on the way discards the batch and all state.
     async fn next_batch(
         &self,
         consumer: &InboundConsumer,
@@ -363,7 +373,11 @@ impl Dispatcher {
         let mut batch = Vec::new();
         loop {
             let received = if batch.is_empty() {
-                Some(consumer.recv().await)
+                // Bounded, so a new assignment is restored soon even with no records.
+                match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+                    Ok(m) => Some(m),
+                    Err(_) => return batch,
+                }
             } else {
                 tokio::time::timeout(Duration::from_millis(2), consumer.recv())
                     .await
