@@ -2,19 +2,34 @@
 """Measures routing, region and escalation quality of `petition-gateway replay` output
 against the labels of a sample file (../shared/data/petitions-sample.jsonl format).
 
-usage: scripts/quality.py SAMPLE.jsonl REPLAY_OUTPUT.jsonl
+usage: scripts/quality.py SAMPLE.jsonl REPLAY_OUTPUT.jsonl [--half even|odd]
 Prints one JSON object; rates are shares of the petitions the replay accepted, per channel
-and overall. Rejected lines are counted separately (they are failures too)."""
+and overall. Rejected lines are counted separately (they are failures too).
+
+--half measures only the petitions whose incident id falls in one half (CRC-32 of the id,
+even or odd), so rules can be tuned on one half and checked on the other. The replay still
+runs over the whole sample (reports of the other half compete as merge candidates, as
+they would live); only the scoring is restricted."""
 import collections
 import json
 import sys
+import zlib
 
 
-def main(sample_path, replay_path):
+def in_half(incident, half):
+    if half is None:
+        return True
+    parity = zlib.crc32(incident.encode("utf-8")) % 2
+    return parity == (0 if half == "even" else 1)
+
+
+def main(sample_path, replay_path, half=None):
     labels = {}
     channels = {}
     for line in open(sample_path, encoding="utf-8"):
         row = json.loads(line)
+        if not in_half(row["label"]["incident"], half):
+            continue
         labels[row["seq"]] = row["label"]
         channels[row["seq"]] = row["channel"]
     stats = collections.defaultdict(collections.Counter)
@@ -50,7 +65,7 @@ def main(sample_path, replay_path):
             if out.get("escalated"):
                 s["escalated"] += 1
                 s["escalated_right"] += bool(label["escalate"])
-    report = {}
+    report = {"half": half or "all"}
     for key, s in sorted(stats.items()):
         acc = s["accepted"] or 1
         report[key] = {
@@ -103,6 +118,11 @@ def dedupe_quality(labels, replay_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    half = None
+    if len(args) == 4 and args[2] == "--half" and args[3] in ("even", "odd"):
+        half = args[3]
+        args = args[:2]
+    if len(args) != 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(args[0], args[1], half)
