@@ -130,6 +130,36 @@ fn name_before(text: &str, end: usize, max: usize) -> Option<String> {
     (name.len() >= 2).then(|| name.into_iter().rev().collect())
 }
 
+/// Byte spans of the road names in `text` (`观海路`, `成山大道`). Routing uses them too: a
+/// keyword that overlaps a road name (the 道路 of 成山大道路口) is not a word of the text.
+pub fn road_spans(text: &str) -> Vec<(usize, usize)> {
+    // Longest suffix first; a shorter one inside a road already found is not another road
+    // (the 街 of 石岛大街).
+    let mut covered: Vec<(usize, usize)> = Vec::new();
+    for suffix in ROAD_SUFFIXES {
+        for (pos, _) in text.match_indices(suffix) {
+            let end = pos + suffix.len();
+            if covered.iter().any(|&(s, e)| s <= pos && end <= e) {
+                continue;
+            }
+            // 路口/路面/路边… are parts of a road, 街道 an administrative area; 走路, 修路,
+            // 马路… are not road names.
+            let next = text[end..].chars().next();
+            if next.is_some_and(|c| "口面边段灯上旁况道".contains(c)) {
+                continue;
+            }
+            let before = text[..pos].chars().next_back();
+            if before.is_some_and(|c| "走修让堵过占挡问出马上赶带".contains(c)) {
+                continue;
+            }
+            if let Some(name) = name_before(text, pos, 2) {
+                covered.push((pos - name.len(), end));
+            }
+        }
+    }
+    covered
+}
+
 pub fn features(text: &str) -> Features {
     let text = normalize_numerals(text);
     let mut f = Features::default();
@@ -159,30 +189,8 @@ pub fn features(text: &str) -> Features {
             f.sides.insert(c);
         }
     }
-    // Longest suffix first; a shorter one inside a road already found is not another road
-    // (the 街 of 石岛大街).
-    let mut covered: Vec<(usize, usize)> = Vec::new();
-    for suffix in ROAD_SUFFIXES {
-        for (pos, _) in text.match_indices(suffix) {
-            let end = pos + suffix.len();
-            if covered.iter().any(|&(s, e)| s <= pos && end <= e) {
-                continue;
-            }
-            // 路口/路面/路边… are parts of a road, 街道 an administrative area; 走路, 修路,
-            // 马路… are not road names.
-            let next = text[end..].chars().next();
-            if next.is_some_and(|c| "口面边段灯上旁况道".contains(c)) {
-                continue;
-            }
-            let before = text[..pos].chars().next_back();
-            if before.is_some_and(|c| "走修让堵过占挡问出马上赶带".contains(c)) {
-                continue;
-            }
-            if let Some(name) = name_before(&text, pos, 2) {
-                covered.push((pos - name.len(), end));
-                f.roads.insert(format!("{name}{suffix}"));
-            }
-        }
+    for (start, end) in road_spans(&text) {
+        f.roads.insert(text[start..end].to_string());
     }
     for suffix in ENTITY_SUFFIXES {
         for (pos, _) in text.match_indices(suffix) {
