@@ -26,8 +26,10 @@ def in_half(incident, half):
 def main(sample_path, replay_path, half=None):
     labels = {}
     channels = {}
+    all_labels = {}
     for line in open(sample_path, encoding="utf-8"):
         row = json.loads(line)
+        all_labels[row["seq"]] = row["label"]
         if not in_half(row["label"]["incident"], half):
             continue
         labels[row["seq"]] = row["label"]
@@ -80,13 +82,15 @@ def main(sample_path, replay_path, half=None):
             "escalation_recall": round(s["escalate_found"] / (s["escalate_labeled"] or 1), 4),
             "escalation_precision": round(s["escalated_right"] / (s["escalated"] or 1), 4),
         }
-    report["dedupe"] = dedupe_quality(labels, replay_path)
+    report["dedupe"] = dedupe_quality(all_labels, replay_path, half)
     json.dump(report, sys.stdout, ensure_ascii=False, indent=1)
     print()
 
 
-def dedupe_quality(labels, replay_path):
-    """Pairwise precision and recall: over all pairs of reports, same case vs same incident."""
+def dedupe_quality(labels, replay_path, half=None):
+    """Pairwise precision and recall: over all pairs of reports, same case vs same incident.
+    With a half, a predicted pair counts when either report is in it (a false merge with
+    the other half is that half's error too); an incident lies wholly in one half."""
     case_of = {}
     for line in open(replay_path, encoding="utf-8"):
         out = json.loads(line)
@@ -95,7 +99,9 @@ def dedupe_quality(labels, replay_path):
     def pairs(groups):
         n = 0
         for members in groups.values():
-            n += len(members) * (len(members) - 1) // 2
+            inside = sum(in_half(labels[s]["incident"], half) for s in members)
+            outside = len(members) - inside
+            n += inside * (inside - 1) // 2 + inside * outside
         return n
     by_case = collections.defaultdict(list)
     by_incident = collections.defaultdict(list)

@@ -84,10 +84,32 @@ pub struct Features {
     pub sides: BTreeSet<char>,
     /// Named businesses and sites (`宏远机械厂`, `老张烧烤`).
     pub entities: BTreeSet<String>,
+    /// Communities and villages (`蜊江社区`, `屯口村`), as written: a street prefix may
+    /// come with them (`寻山寻山社区`), so two names are one place when one ends the other.
+    pub communities: BTreeSet<String>,
     /// Character bigrams of the normalized text, for wording similarity.
     pub bigrams: BTreeSet<(char, char)>,
 }
 
+impl Features {
+    /// Takes each place detail this one lacks from `other` (a report that joined the
+    /// case). Wording stays the first report's: similarity is measured against it.
+    pub fn learn(&mut self, other: &Features) {
+        fn fill<T: Clone + Ord>(mine: &mut BTreeSet<T>, theirs: &BTreeSet<T>) {
+            if mine.is_empty() {
+                mine.clone_from(theirs);
+            }
+        }
+        fill(&mut self.buildings, &other.buildings);
+        fill(&mut self.units, &other.units);
+        fill(&mut self.roads, &other.roads);
+        fill(&mut self.sides, &other.sides);
+        fill(&mut self.entities, &other.entities);
+        fill(&mut self.communities, &other.communities);
+    }
+}
+
+const COMMUNITY_SUFFIXES: &[&str] = &["社区", "村"];
 const ROAD_SUFFIXES: &[&str] = &["大道", "大街", "路", "街"];
 const ENTITY_SUFFIXES: &[&str] = &[
     "机械厂",
@@ -114,17 +136,24 @@ const STOPS: &[char] = &[
     '映', '投', '诉', '某', '区', '镇', '村', '道', '市', '侧', '交', '叉',
 ];
 
-fn is_name_char(c: char) -> bool {
-    ('\u{4e00}'..='\u{9fff}').contains(&c) && !STOPS.contains(&c)
-}
+/// Characters that end a community or village name: village names hold 口, 门, 里 (屯口村),
+/// so only the words around a name stop it.
+const COMMUNITY_STOPS: &[char] = &[
+    '，', '。', '、', '与', '和', '在', '的', '是', '有', '了', '从', '到', '我', '们', '你', '他',
+    '这', '那', '区', '镇', '道', '市', '县', '住', '附', '近',
+];
 
 /// The name ending at byte `end` of `text` (up to `max` chars, at least 2).
 fn name_before(text: &str, end: usize, max: usize) -> Option<String> {
+    name_before_with(text, end, max, STOPS)
+}
+
+fn name_before_with(text: &str, end: usize, max: usize, stops: &[char]) -> Option<String> {
     let head = &text[..end];
     let name: Vec<char> = head
         .chars()
         .rev()
-        .take_while(|c| is_name_char(*c))
+        .take_while(|c| ('\u{4e00}'..='\u{9fff}').contains(c) && !stops.contains(c))
         .take(max)
         .collect();
     (name.len() >= 2).then(|| name.into_iter().rev().collect())
@@ -146,6 +175,10 @@ pub fn road_spans(text: &str) -> Vec<(usize, usize)> {
             // 马路… are not road names.
             let next = text[end..].chars().next();
             if next.is_some_and(|c| "口面边段灯上旁况道".contains(c)) {
+                continue;
+            }
+            // 成山大道社区 is a community named after the road.
+            if text[end..].starts_with("社区") {
                 continue;
             }
             let before = text[..pos].chars().next_back();
@@ -192,6 +225,13 @@ pub fn features(text: &str) -> Features {
     for (start, end) in road_spans(&text) {
         f.roads.insert(text[start..end].to_string());
     }
+    for suffix in COMMUNITY_SUFFIXES {
+        for (pos, _) in text.match_indices(suffix) {
+            if let Some(name) = name_before_with(&text, pos, 4, COMMUNITY_STOPS) {
+                f.communities.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
     for suffix in ENTITY_SUFFIXES {
         for (pos, _) in text.match_indices(suffix) {
             if let Some(name) = name_before(&text, pos, 4) {
@@ -228,6 +268,17 @@ pub fn place_conflict(a: &Features, b: &Features) -> Option<&'static str> {
     }
     if conflict(&a.entities, &b.entities) {
         return Some("another business");
+    }
+    let same_community =
+        |x: &String, y: &String| x.ends_with(y.as_str()) || y.ends_with(x.as_str());
+    if !a.communities.is_empty()
+        && !b.communities.is_empty()
+        && !a
+            .communities
+            .iter()
+            .any(|x| b.communities.iter().any(|y| same_community(x, y)))
+    {
+        return Some("another community");
     }
     None
 }

@@ -106,6 +106,18 @@ fn shared_places(a: &Features, b: &Features) -> Vec<String> {
     out
 }
 
+/// One street, or a street and its county: a report the gateway could place only at
+/// county level (no street named) may be any street's incident. Region codes nest: a
+/// street's code starts with its county's.
+fn regions_compatible(a: &str, b: &str) -> bool {
+    a == b || (((a.len() < b.len() && b.starts_with(a)) || (b.len() < a.len() && a.starts_with(b))))
+}
+
+/// County codes are six digits, street codes nine (GB/T 2260 plus the street part).
+fn is_county(region: &str) -> bool {
+    region.len() <= 6
+}
+
 impl Deduper {
     pub fn new(settings: DedupeSettings) -> Self {
         Self {
@@ -128,10 +140,14 @@ impl Deduper {
     pub fn decide(&self, r: &Report<'_>) -> Option<MergeDecision> {
         let f = features(r.text);
         let s = self.settings;
-        let bucket = self.buckets.get(r.region)?;
         let triage = crate::dispatch::router::TRIAGE;
-        let mut best: Option<(usize, f64, Vec<String>)> = None;
-        for (i, c) in bucket.iter().enumerate() {
+        let mut best: Option<(&OpenCase, f64, Vec<String>)> = None;
+        let mut streets: Vec<&str> = Vec::new();
+        let buckets = self
+            .buckets
+            .iter()
+            .filter(|(region, _)| regions_compatible(region, r.region));
+        for (region, c) in buckets.flat_map(|(region, b)| b.iter().map(move |c| (region, c))) {
             if r.at_unix - c.opened_at > s.window_secs {
                 continue;
             }
@@ -155,12 +171,26 @@ impl Deduper {
             if !places.iter().any(|p| !p.starts_with("side:")) {
                 continue;
             }
-            if score >= s.min_similarity_with_place && best.as_ref().is_none_or(|b| score > b.1) {
-                best = Some((i, score, places));
+            if score < s.min_similarity_with_place {
+                continue;
+            }
+            if !streets.contains(&region.as_str()) {
+                streets.push(region);
+            }
+            let better = best.as_ref().is_none_or(|b| {
+                (score, c.opened_at, &c.case_id) > (b.1, b.0.opened_at, &b.0.case_id)
+            });
+            if better {
+                best = Some((c, score, places));
             }
         }
-        best.map(|(i, score, matched)| MergeDecision {
-            case_id: bucket[i].case_id.clone(),
+        // A report placed only at county level that fits open cases of two streets could
+        // be either: the same business or crossing exists in several towns.
+        if is_county(r.region) && streets.iter().filter(|s| !is_county(s)).count() > 1 {
+            return None;
+        }
+        best.map(|(c, score, matched)| MergeDecision {
+            case_id: c.case_id.clone(),
             score: (score * 1000.0).round() / 1000.0,
             matched,
         })
@@ -180,9 +210,36 @@ impl Deduper {
         });
     }
 
-    /// A report joined `case_id`. The case keeps the features of its first report, so
-    /// nothing changes today; the hook keeps restore exact if that ever changes.
-    pub fn merged(&mut self, _case_id: &str, _report: &Report<'_>) {}
+    /// A report joined `case_id`: the case learns what its first report left open. A
+    /// case opened at county level takes the street of the first report that names one,
+    /// and each place detail the case lacked (community, building, road…) is taken from
+    /// the first report that gives it: from then on another street, community or
+    /// building is another incident. Restore replays these calls in order.
+    pub fn merged(&mut self, case_id: &str, report: &Report<'_>) {
+        let Some((region, at)) = self.buckets.iter().find_map(|(region, b)| {
+            b.iter()
+                .position(|c| c.case_id == case_id)
+                .map(|i| (region.clone(), i))
+        }) else {
+            return;
+        };
+        let Some(bucket) = self.buckets.get_mut(&region) else {
+            return;
+        };
+        let f = features(report.text);
+        let case = &mut bucket[at];
+        case.features.learn(&f);
+        let pin = is_county(&region)
+            && !is_county(report.region)
+            && report.region.starts_with(region.as_str());
+        if pin {
+            let case = bucket.remove(at);
+            self.buckets
+                .entry(report.region.to_string())
+                .or_default()
+                .push(case);
+        }
+    }
 
     /// Decides and applies in one step (replay and tests).
     pub fn decide_and_apply(&mut self, case_id: &str, r: &Report<'_>) -> Option<MergeDecision> {
