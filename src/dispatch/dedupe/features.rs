@@ -132,7 +132,7 @@ const ENTITY_SUFFIXES: &[&str] = &[
 /// Characters that end the name before a suffix: not part of any name.
 const STOPS: &[char] = &[
     '，', '。', '、', '与', '和', '在', '的', '是', '有', '个', '了', '附', '近', '门', '口', '边',
-    '旁', '里', '从', '到', '把', '被', '家', '我', '们', '你', '他', '这', '那', '举', '报', '反',
+    '旁', '里', '从', '到', '把', '被', '我', '们', '你', '他', '这', '那', '举', '报', '反',
     '映', '投', '诉', '某', '区', '镇', '村', '道', '市', '侧', '交', '叉',
 ];
 
@@ -140,7 +140,7 @@ const STOPS: &[char] = &[
 /// so only the words around a name stop it.
 const COMMUNITY_STOPS: &[char] = &[
     '，', '。', '、', '与', '和', '在', '的', '是', '有', '了', '从', '到', '我', '们', '你', '他',
-    '这', '那', '区', '镇', '道', '市', '县', '住', '附', '近',
+    '这', '那', '区', '镇', '道', '市', '县', '住', '附', '近', '诉', '报', '映', '向',
 ];
 
 /// The name ending at byte `end` of `text` (up to `max` chars, at least 2).
@@ -177,8 +177,11 @@ pub fn road_spans(text: &str) -> Vec<(usize, usize)> {
             if next.is_some_and(|c| "口面边段灯上旁况道".contains(c)) {
                 continue;
             }
-            // 成山大道社区 is a community named after the road.
-            if text[end..].starts_with("社区") {
+            // 成山大道社区 is a community named after the road; the 路 of 铁路街 is inside
+            // a longer road name.
+            if text[end..].starts_with("社区")
+                || (*suffix == "路" && (next == Some('街') || text[end..].starts_with("大")))
+            {
                 continue;
             }
             let before = text[..pos].chars().next_back();
@@ -186,7 +189,17 @@ pub fn road_spans(text: &str) -> Vec<(usize, usize)> {
                 continue;
             }
             if let Some(name) = name_before(text, pos, 2) {
-                covered.push((pos - name.len(), end));
+                // A name does not reach into the road before it: 青山路铁路街 is 青山路
+                // and 铁路街, not 路铁路.
+                let mut start = pos - name.len();
+                for &(s, e) in &covered {
+                    if s < pos && e > start {
+                        start = start.max(e);
+                    }
+                }
+                if text[start..pos].chars().count() >= 2 {
+                    covered.push((start, end));
+                }
             }
         }
     }

@@ -113,6 +113,27 @@ fn regions_compatible(a: &str, b: &str) -> bool {
     a == b || (((a.len() < b.len() && b.starts_with(a)) || (b.len() < a.len() && a.starts_with(b))))
 }
 
+/// Whether two reports' problem words can name one problem. Unknown on either side: yes.
+/// Otherwise a shared word, or keywords sharing a morpheme: Chinese compounds that share
+/// a character name related things (摊贩 / 流动摊点, 道路 / 路面, 水管 / 漏水), while
+/// another problem at the same place shares none (井盖 / 摊贩, 公交 / 坑洼).
+fn problems_related(a: &[String], b: &[String]) -> bool {
+    if a.is_empty() || b.is_empty() || a.iter().any(|p| b.contains(p)) {
+        return true;
+    }
+    let keywords = |w: &[String]| -> Vec<String> {
+        w.iter()
+            .filter_map(|p| p.strip_prefix("keyword:").map(str::to_string))
+            .collect()
+    };
+    let (ka, kb) = (keywords(a), keywords(b));
+    if ka.is_empty() || kb.is_empty() {
+        return true;
+    }
+    ka.iter()
+        .any(|x| kb.iter().any(|y| x.chars().any(|ch| y.contains(ch))))
+}
+
 /// County codes are six digits, street codes nine (GB/T 2260 plus the street part).
 fn is_county(region: &str) -> bool {
     region.len() <= 6
@@ -160,10 +181,8 @@ impl Deduper {
             }
             let score = jaccard(&f.bigrams, &c.features.bigrams);
             // Different problem words and different wording: another problem at that place.
-            let other_problem = !r.problem.is_empty()
-                && !c.problem.is_empty()
-                && !r.problem.iter().any(|p| c.problem.contains(p))
-                && score < s.min_similarity_other_words;
+            let other_problem =
+                !problems_related(r.problem, &c.problem) && score < s.min_similarity_other_words;
             if other_problem {
                 continue;
             }
