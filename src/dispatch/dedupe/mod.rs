@@ -29,7 +29,7 @@ impl Default for DedupeSettings {
         Self {
             window_secs: 7 * 24 * 3600,
             min_similarity_with_place: 0.12,
-            min_similarity_other_words: 0.2,
+            min_similarity_other_words: 0.35,
         }
     }
 }
@@ -188,6 +188,13 @@ impl Deduper {
             }
             let places = shared_places(&f, &c.features);
             if !places.iter().any(|p| !p.starts_with("side:")) {
+                continue;
+            }
+            // A business named without its town (远洋食品厂) may be any of the branches or
+            // namesakes in the county's towns: across county and street level only a
+            // building or road places it.
+            let across_levels = is_county(region) != is_county(r.region);
+            if across_levels && places.iter().all(|p| p.starts_with("entity:")) {
                 continue;
             }
             if score < s.min_similarity_with_place {
