@@ -1,17 +1,42 @@
 //! Near-duplicate merge: a new report joins an open case when it describes the same
-//! incident — same street, same department (or one of them still in triage),
-//! within the time window, at least one shared place detail (building, road, business),
-//! none conflicting (another building, road, side or business), and similar enough wording.
-//! Reports that name no place ("办事效率太低") never merge: nothing says they are one incident.
+//! incident:
+//! - same street, or one of the two placed only at county level (a report without a
+//!   street may be any street's; a case learns its street from the first report that
+//!   names one, and a county-level report that fits cases of two streets merges nowhere);
+//! - same department, or one of them still in triage;
+//! - within the window after the case's first report (the center's 72 h promise: a
+//!   problem reported again after that is a new case, or a reopened one);
+//! - at least one shared place detail (building, unit, road, business) and none
+//!   conflicting (another building, unit, road, side of a crossing, business, community);
+//!   a business name alone does not tie a county-level report to a street case (the
+//!   same name exists in several towns);
+//! - problem words that can name one problem (shared, or sharing a morpheme: 摊贩 /
+//!   流动摊点), or else wording at least `min_similarity_other_words` alike;
+//! - wording similarity (Jaccard over hashed character bigrams) at least
+//!   `min_similarity_with_place`; the most similar candidate wins.
 //!
-//! Candidates come from a per-street bucket pruned to the window; this is the exact
-//! check. Scaling the candidate lookup (MinHash/LSH) is the dedupe issue's next step.
+//! Reports that name no place ("办事效率太低") never merge: nothing says they are one
+//! incident.
+//!
+//! **Candidate lookup.** A merge needs a shared building, unit, road or business, so the
+//! candidates are exactly the open cases listed under one of the report's place details:
+//! an inverted index from (region, kind, hashed name) to open-case slots. It is exact (no
+//! candidate that could merge is missed, unlike MinHash/LSH, which is probabilistic and
+//! at this similarity threshold, Jaccard 0.12, would need so many bands that nearly
+//! every case in the window becomes a candidate). The exact check then runs on the
+//! candidates only. `cfg(test)` keeps the linear scan and a test that both decide alike.
+//!
+//! **Memory.** An open case keeps hashes, not strings: sorted `u32` slices for its
+//! bigrams (≈ 30–60 per petition) and place details, its community names, id, region and
+//! problem words: about 0.5 KiB with its index entries (see `OpenCase::heap_bytes` and
+//! the test that bounds it).
 
 pub mod features;
 
-use features::{features, jaccard, place_conflict, Features};
+use features::{conflict_with, features, shared_places, similarity, CaseFeatures, Features};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 /// How sure the merge must be. Wording similarity is Jaccard over character bigrams of
 /// the normalized text; place details must not conflict at all, and one must be shared.
@@ -20,14 +45,14 @@ pub struct DedupeSettings {
     pub window_secs: i64,
     /// Wording similarity needed on top of a shared building, road or business.
     pub min_similarity_with_place: f64,
-    /// When routing found no problem word in common, the wording must be this close.
+    /// When the problem words are unrelated, the wording must be this close.
     pub min_similarity_other_words: f64,
 }
 
 impl Default for DedupeSettings {
     fn default() -> Self {
         Self {
-            window_secs: 7 * 24 * 3600,
+            window_secs: 72 * 3600,
             min_similarity_with_place: 0.12,
             min_similarity_other_words: 0.35,
         }
@@ -58,7 +83,7 @@ pub struct Report<'a> {
 
 /// What the dispatcher persists for an open case so that a restarted deduper decides
 /// exactly as the one that opened it: `open` with the seed rebuilds the case, and
-/// `merged` replays each report that joined it.
+/// `merged` replays each report that joined it, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseSeed {
     pub case_id: String,
@@ -70,63 +95,114 @@ pub struct CaseSeed {
 }
 
 struct OpenCase {
-    case_id: String,
-    department: String,
+    case_id: Box<str>,
+    /// Street, or county until a report names the street.
+    region: Box<str>,
+    department: Box<str>,
     /// The problem words routing found (路灯, 占道经营): another problem at the same place
     /// is another incident.
-    problem: Vec<String>,
+    problem: Box<[Box<str>]>,
     /// Unix seconds of the case's first report: the window runs from there, so a case
     /// that keeps being reported does not stay open for merging for ever.
     opened_at: i64,
-    features: Features,
+    features: CaseFeatures,
+}
+
+impl OpenCase {
+    #[cfg(test)]
+    /// Heap bytes held by the case itself (its index entries come on top: 4 bytes per
+    /// place detail in a posting list, plus the id map entry).
+    fn heap_bytes(&self) -> usize {
+        self.case_id.len()
+            + self.region.len()
+            + self.department.len()
+            + self
+                .problem
+                .iter()
+                .map(|p| p.len() + std::mem::size_of::<Box<str>>())
+                .sum::<usize>()
+            + self.features.heap_bytes()
+    }
+
+    /// The posting keys this case is listed under.
+    fn keys(&self) -> Vec<u64> {
+        let f = &self.features;
+        let mut keys = Vec::new();
+        for (kind, values) in [
+            (b'b', &f.buildings),
+            (b'u', &f.units),
+            (b'r', &f.roads),
+            (b'e', &f.entities),
+        ] {
+            keys.extend(values.iter().map(|v| key(&self.region, kind, *v)));
+        }
+        keys
+    }
+}
+
+/// Posting key of one place detail in one region (FNV-1a 64, stable across restarts).
+fn key(region: &str, kind: u8, value: u32) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = region.bytes().chain([0, kind]).chain(value.to_le_bytes());
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The place details of a report, as posting values per kind.
+fn report_keys(region: &str, f: &CaseFeatures) -> Vec<u64> {
+    let mut keys = Vec::new();
+    for (kind, values) in [
+        (b'b', &f.buildings),
+        (b'u', &f.units),
+        (b'r', &f.roads),
+        (b'e', &f.entities),
+    ] {
+        keys.extend(values.iter().map(|v| key(region, kind, *v)));
+    }
+    keys
 }
 
 #[derive(Default)]
 pub struct Deduper {
     settings: DedupeSettings,
-    /// Open cases per region (a street, or the county for unplaced reports).
-    buckets: HashMap<String, Vec<OpenCase>>,
+    /// Open cases; a slot freed when its case leaves the window is reused.
+    slots: Vec<Option<OpenCase>>,
+    free: Vec<u32>,
+    by_id: HashMap<Box<str>, u32>,
+    /// (region, kind, place) → slots of the open cases that name it.
+    postings: HashMap<u64, Vec<u32>>,
+    /// Open cases per region: which streets a county-level report must look into.
+    regions: BTreeMap<Box<str>, usize>,
+    /// Cases by opening time, for dropping those past the window.
+    expiry: BinaryHeap<Reverse<(i64, u32)>>,
 }
 
-fn shared_places(a: &Features, b: &Features) -> Vec<String> {
-    let mut out = Vec::new();
-    out.extend(
-        a.buildings
-            .intersection(&b.buildings)
-            .map(|n| format!("building:{n}")),
-    );
-    out.extend(a.units.intersection(&b.units).map(|n| format!("unit:{n}")));
-    out.extend(a.roads.intersection(&b.roads).map(|r| format!("road:{r}")));
-    out.extend(a.sides.intersection(&b.sides).map(|s| format!("side:{s}")));
-    out.extend(
-        a.entities
-            .intersection(&b.entities)
-            .map(|e| format!("entity:{e}")),
-    );
-    out
-}
-
-/// One street, or a street and its county: a report the gateway could place only at
-/// county level (no street named) may be any street's incident. Region codes nest: a
-/// street's code starts with its county's.
-fn regions_compatible(a: &str, b: &str) -> bool {
-    a == b || (((a.len() < b.len() && b.starts_with(a)) || (b.len() < a.len() && a.starts_with(b))))
+/// A report against one candidate case, after the exact check.
+struct Fit<'c> {
+    case: &'c OpenCase,
+    score: f64,
+    places: Vec<String>,
 }
 
 /// Whether two reports' problem words can name one problem. Unknown on either side: yes.
 /// Otherwise a shared word, or keywords sharing a morpheme: Chinese compounds that share
 /// a character name related things (摊贩 / 流动摊点, 道路 / 路面, 水管 / 漏水), while
 /// another problem at the same place shares none (井盖 / 摊贩, 公交 / 坑洼).
-fn problems_related(a: &[String], b: &[String]) -> bool {
-    if a.is_empty() || b.is_empty() || a.iter().any(|p| b.contains(p)) {
+fn problems_related(a: &[String], b: &[Box<str>]) -> bool {
+    if a.is_empty() || b.is_empty() || a.iter().any(|p| b.iter().any(|q| **q == **p)) {
         return true;
     }
-    let keywords = |w: &[String]| -> Vec<String> {
-        w.iter()
-            .filter_map(|p| p.strip_prefix("keyword:").map(str::to_string))
-            .collect()
-    };
-    let (ka, kb) = (keywords(a), keywords(b));
+    let ka: Vec<&str> = a
+        .iter()
+        .filter_map(|p| p.strip_prefix("keyword:"))
+        .collect();
+    let kb: Vec<&str> = b
+        .iter()
+        .filter_map(|p| p.strip_prefix("keyword:"))
+        .collect();
     if ka.is_empty() || kb.is_empty() {
         return true;
     }
@@ -139,17 +215,24 @@ fn is_county(region: &str) -> bool {
     region.len() <= 6
 }
 
+/// One street, or a street and its county: a report the gateway could place only at
+/// county level (no street named) may be any street's incident. Region codes nest: a
+/// street's code starts with its county's.
+fn regions_compatible(a: &str, b: &str) -> bool {
+    a == b || (a.len() < b.len() && b.starts_with(a)) || (b.len() < a.len() && a.starts_with(b))
+}
+
 impl Deduper {
     pub fn new(settings: DedupeSettings) -> Self {
         Self {
             settings,
-            buckets: HashMap::new(),
+            ..Self::default()
         }
     }
 
     /// Open cases held (those past the window are dropped lazily, as new cases open).
     pub fn len(&self) -> usize {
-        self.buckets.values().map(Vec::len).sum()
+        self.by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -160,80 +243,206 @@ impl Deduper {
     /// `open` or `merged` once the decision is durable.
     pub fn decide(&self, r: &Report<'_>) -> Option<MergeDecision> {
         let f = features(r.text);
-        let s = self.settings;
-        let triage = crate::dispatch::router::TRIAGE;
-        let mut best: Option<(&OpenCase, f64, Vec<String>)> = None;
-        let mut streets: Vec<&str> = Vec::new();
-        let buckets = self
-            .buckets
+        let cf = CaseFeatures::of(&f);
+        let mut slots: Vec<u32> = Vec::new();
+        for region in self.regions_to_search(r.region) {
+            for k in report_keys(region, &cf) {
+                if let Some(p) = self.postings.get(&k) {
+                    slots.extend(p);
+                }
+            }
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        let cases = slots
             .iter()
-            .filter(|(region, _)| regions_compatible(region, r.region));
-        for (region, c) in buckets.flat_map(|(region, b)| b.iter().map(move |c| (region, c))) {
-            if r.at_unix - c.opened_at > s.window_secs {
+            .filter_map(|s| self.slots.get(*s as usize).and_then(Option::as_ref));
+        self.choose(r, &f, &cf, cases)
+    }
+
+    /// The regions whose cases a report may join: its own, its county, or (for a
+    /// county-level report) every street of the county holding open cases.
+    fn regions_to_search<'a>(&'a self, region: &'a str) -> Vec<&'a str> {
+        let mut out = vec![region];
+        if is_county(region) {
+            out.extend(
+                self.regions
+                    .range::<str, _>((
+                        std::ops::Bound::Excluded(region),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .map(|(r, _)| &**r)
+                    .take_while(|r| r.starts_with(region)),
+            );
+        } else if let Some(county) = region.get(..6) {
+            out.push(county);
+        }
+        out
+    }
+
+    /// The exact check over candidate cases, and the choice among those that fit.
+    fn choose<'c>(
+        &self,
+        r: &Report<'_>,
+        f: &Features,
+        cf: &CaseFeatures,
+        cases: impl Iterator<Item = &'c OpenCase>,
+    ) -> Option<MergeDecision> {
+        let mut best: Option<Fit<'c>> = None;
+        let mut streets: Vec<&str> = Vec::new();
+        for c in cases {
+            let Some(fit) = self.fits(r, f, cf, c) else {
                 continue;
-            }
-            // A report the router could not place may join any case, and any report may
-            // join a case still in triage: routing is not what makes an incident.
-            let compatible =
-                c.department == r.department || c.department == triage || r.department == triage;
-            if !compatible || place_conflict(&f, &c.features).is_some() {
-                continue;
-            }
-            let score = jaccard(&f.bigrams, &c.features.bigrams);
-            // Different problem words and different wording: another problem at that place.
-            let other_problem =
-                !problems_related(r.problem, &c.problem) && score < s.min_similarity_other_words;
-            if other_problem {
-                continue;
-            }
-            let places = shared_places(&f, &c.features);
-            if !places.iter().any(|p| !p.starts_with("side:")) {
-                continue;
-            }
-            // A business named without its town (远洋食品厂) may be any of the branches or
-            // namesakes in the county's towns: across county and street level only a
-            // building or road places it.
-            let across_levels = is_county(region) != is_county(r.region);
-            if across_levels && places.iter().all(|p| p.starts_with("entity:")) {
-                continue;
-            }
-            if score < s.min_similarity_with_place {
-                continue;
-            }
-            if !streets.contains(&region.as_str()) {
-                streets.push(region);
+            };
+            if !streets.contains(&&*c.region) {
+                streets.push(&c.region);
             }
             let better = best.as_ref().is_none_or(|b| {
-                (score, c.opened_at, &c.case_id) > (b.1, b.0.opened_at, &b.0.case_id)
+                (fit.score, c.opened_at, &c.case_id) > (b.score, b.case.opened_at, &b.case.case_id)
             });
             if better {
-                best = Some((c, score, places));
+                best = Some(fit);
             }
         }
         // A report placed only at county level that fits open cases of two streets could
-        // be either: the same business or crossing exists in several towns.
+        // be either: the same crossing exists in several towns.
         if is_county(r.region) && streets.iter().filter(|s| !is_county(s)).count() > 1 {
             return None;
         }
-        best.map(|(c, score, matched)| MergeDecision {
-            case_id: c.case_id.clone(),
-            score: (score * 1000.0).round() / 1000.0,
-            matched,
+        best.map(|b| MergeDecision {
+            case_id: b.case.case_id.to_string(),
+            score: (b.score * 1000.0).round() / 1000.0,
+            matched: b.places,
+        })
+    }
+
+    /// Whether the report can be this case's incident, with the evidence.
+    fn fits<'c>(
+        &self,
+        r: &Report<'_>,
+        f: &Features,
+        cf: &CaseFeatures,
+        c: &'c OpenCase,
+    ) -> Option<Fit<'c>> {
+        let s = self.settings;
+        if r.at_unix - c.opened_at > s.window_secs || !regions_compatible(&c.region, r.region) {
+            return None;
+        }
+        // A report the router could not place may join any case, and any report may
+        // join a case still in triage: routing is not what makes an incident.
+        let triage = crate::dispatch::router::TRIAGE;
+        let compatible =
+            *c.department == *r.department || &*c.department == triage || r.department == triage;
+        if !compatible || conflict_with(cf, &c.features).is_some() {
+            return None;
+        }
+        let score = similarity(&cf.bigrams, &c.features.bigrams);
+        // Unrelated problem words and different wording: another problem at that place.
+        if !problems_related(r.problem, &c.problem) && score < s.min_similarity_other_words {
+            return None;
+        }
+        let places = shared_places(f, &c.features);
+        if !places.iter().any(|p| !p.starts_with("side:")) {
+            return None;
+        }
+        // A business named without its town (远洋食品厂) may be any of the branches or
+        // namesakes in the county's towns: across county and street level only a
+        // building or road places it.
+        let across_levels = is_county(&c.region) != is_county(r.region);
+        if across_levels && places.iter().all(|p| p.starts_with("entity:")) {
+            return None;
+        }
+        (score >= s.min_similarity_with_place).then_some(Fit {
+            case: c,
+            score,
+            places,
         })
     }
 
     /// Opens a case (a report that merged nowhere, or a case restored after a restart).
+    /// Cases past the window are dropped here.
     pub fn open(&mut self, seed: &CaseSeed) {
-        let window = self.settings.window_secs;
-        let bucket = self.buckets.entry(seed.region.clone()).or_default();
-        bucket.retain(|c| seed.opened_at - c.opened_at <= window);
-        bucket.push(OpenCase {
-            case_id: seed.case_id.clone(),
-            department: seed.department.clone(),
-            problem: seed.problem.clone(),
+        self.expire(seed.opened_at);
+        if let Some(&old) = self.by_id.get(seed.case_id.as_str()) {
+            // Restoring a case already held: the seed replaces it.
+            self.remove(old);
+        }
+        let case = OpenCase {
+            case_id: seed.case_id.as_str().into(),
+            region: seed.region.as_str().into(),
+            department: seed.department.as_str().into(),
+            problem: seed.problem.iter().map(|p| p.as_str().into()).collect(),
             opened_at: seed.opened_at,
-            features: features(&seed.text),
-        });
+            features: CaseFeatures::of(&features(&seed.text)),
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                // More than u32::MAX open cases is far beyond any deployment.
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.by_id.insert(case.case_id.clone(), slot);
+        self.expiry.push(Reverse((case.opened_at, slot)));
+        self.index(slot, case);
+    }
+
+    /// Lists a case under its region and place details, in `slot`.
+    fn index(&mut self, slot: u32, case: OpenCase) {
+        for k in case.keys() {
+            self.postings.entry(k).or_default().push(slot);
+        }
+        *self.regions.entry(case.region.clone()).or_default() += 1;
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            *s = Some(case);
+        }
+    }
+
+    /// Takes a case out of the index (and its slot), returning it.
+    fn unindex(&mut self, slot: u32) -> Option<OpenCase> {
+        let case = self.slots.get_mut(slot as usize)?.take()?;
+        for k in case.keys() {
+            if let Some(p) = self.postings.get_mut(&k) {
+                p.retain(|s| *s != slot);
+                if p.is_empty() {
+                    self.postings.remove(&k);
+                }
+            }
+        }
+        if let Some(n) = self.regions.get_mut(&case.region) {
+            *n -= 1;
+            if *n == 0 {
+                self.regions.remove(&case.region);
+            }
+        }
+        Some(case)
+    }
+
+    fn remove(&mut self, slot: u32) {
+        if let Some(case) = self.unindex(slot) {
+            self.by_id.remove(&case.case_id);
+            self.free.push(slot);
+        }
+    }
+
+    /// Drops the cases whose window closed before `now`.
+    fn expire(&mut self, now: i64) {
+        while let Some(&Reverse((opened_at, slot))) = self.expiry.peek() {
+            if now - opened_at <= self.settings.window_secs {
+                break;
+            }
+            self.expiry.pop();
+            // The slot may hold a newer case by now (reused, or the case re-seeded).
+            let current = self
+                .slots
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.opened_at == opened_at);
+            if current {
+                self.remove(slot);
+            }
+        }
     }
 
     /// A report joined `case_id`: the case learns what its first report left open. A
@@ -242,29 +451,20 @@ impl Deduper {
     /// the first report that gives it: from then on another street, community or
     /// building is another incident. Restore replays these calls in order.
     pub fn merged(&mut self, case_id: &str, report: &Report<'_>) {
-        let Some((region, at)) = self.buckets.iter().find_map(|(region, b)| {
-            b.iter()
-                .position(|c| c.case_id == case_id)
-                .map(|i| (region.clone(), i))
-        }) else {
+        let Some(&slot) = self.by_id.get(case_id) else {
             return;
         };
-        let Some(bucket) = self.buckets.get_mut(&region) else {
+        let Some(mut case) = self.unindex(slot) else {
             return;
         };
-        let f = features(report.text);
-        let case = &mut bucket[at];
-        case.features.learn(&f);
-        let pin = is_county(&region)
+        case.features.learn(&features(report.text));
+        let pin = is_county(&case.region)
             && !is_county(report.region)
-            && report.region.starts_with(region.as_str());
+            && report.region.starts_with(&*case.region);
         if pin {
-            let case = bucket.remove(at);
-            self.buckets
-                .entry(report.region.to_string())
-                .or_default()
-                .push(case);
+            case.region = report.region.into();
         }
+        self.index(slot, case);
     }
 
     /// Decides and applies in one step (replay and tests).
@@ -282,6 +482,14 @@ impl Deduper {
             }),
         }
         decision
+    }
+
+    /// The same decision by a scan of every open case: the reference the index must match.
+    #[cfg(test)]
+    fn decide_linear(&self, r: &Report<'_>) -> Option<MergeDecision> {
+        let f = features(r.text);
+        let cf = CaseFeatures::of(&f);
+        self.choose(r, &f, &cf, self.slots.iter().flatten())
     }
 }
 
@@ -425,6 +633,325 @@ mod tests {
                 }
             ),
             None
+        );
+    }
+
+    fn report<'a>(
+        region: &'a str,
+        department: &'a str,
+        at: i64,
+        text: &'a str,
+        problem: &'a [String],
+    ) -> Report<'a> {
+        Report {
+            region,
+            department,
+            at_unix: at,
+            text,
+            problem,
+        }
+    }
+
+    #[test]
+    fn a_county_level_report_joins_a_street_case_and_pins_it_to_that_street() {
+        let mut d = Deduper::default();
+        let w = words(&["路灯"]);
+        // No street named: placed at county level.
+        let first = "观海路和石岛大街路口北侧的路灯全灭了，晚上过马路看不见车";
+        assert_eq!(
+            d.decide_and_apply("c1", &report("371082", "urban-management", 0, first, &w)),
+            None
+        );
+        let same = "港湾街道观海路石岛大街路口北侧路灯不亮好几天了，晚上过马路看不见车";
+        let m = d
+            .decide_and_apply(
+                "c2",
+                &report("371082004", "urban-management", DAY, same, &w),
+            )
+            .expect("a street report joins the county case");
+        assert_eq!(m.case_id, "c1");
+        // The case is now 港湾's: the same crossing named in another town is another lamp.
+        let other_town = "东山街道观海路石岛大街路口北侧路灯不亮好几天了，晚上过马路看不见车";
+        assert_eq!(
+            d.decide(&report(
+                "371082006",
+                "urban-management",
+                DAY + 3600,
+                other_town,
+                &w
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn a_county_level_report_that_fits_two_streets_merges_nowhere() {
+        let mut d = Deduper::default();
+        let w = words(&["路灯"]);
+        let a = "港湾街道观海路石岛大街路口北侧路灯不亮，晚上一片漆黑";
+        let b = "东山街道观海路石岛大街路口北侧路灯不亮，晚上一片漆黑";
+        d.decide_and_apply("c1", &report("371082004", "urban-management", 0, a, &w));
+        d.decide_and_apply("c2", &report("371082006", "urban-management", 60, b, &w));
+        let county = "观海路石岛大街路口北侧路灯不亮，晚上一片漆黑";
+        assert_eq!(
+            d.decide(&report("371082", "urban-management", 120, county, &w)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_business_name_alone_does_not_cross_county_and_street_level() {
+        let mut d = Deduper::default();
+        let first = "俚岛镇金达食品厂拖欠我们十几个工人工资两个月";
+        d.decide_and_apply("c1", &report("371082011", "hrss", 0, first, &[]));
+        // The same name without a town may be the namesake factory elsewhere.
+        let county = "金达食品厂拖欠我们十几个工人工资两个月了";
+        assert_eq!(d.decide(&report("371082", "hrss", 3600, county, &[])), None);
+        // Within the street the name places it.
+        let street = "俚岛金达食品厂拖欠工人工资两个月了";
+        assert!(d
+            .decide(&report("371082011", "hrss", 3600, street, &[]))
+            .is_some());
+    }
+
+    #[test]
+    fn another_community_is_another_incident() {
+        let mut d = Deduper::default();
+        let w = words(&["停水"]);
+        d.decide_and_apply(
+            "c1",
+            &report("371082010", "water", 0, "崂山街道南山村7号楼停水两天了", &w),
+        );
+        assert_eq!(
+            d.decide(&report(
+                "371082010",
+                "water",
+                3600,
+                "崂山街道屯口村7号楼停水两天了",
+                &w
+            )),
+            None
+        );
+        // A street name written before the village is the same village.
+        assert!(d
+            .decide(&report(
+                "371082010",
+                "water",
+                3600,
+                "崂山南山村7号楼也停水两天了",
+                &w
+            ))
+            .is_some());
+    }
+
+    #[test]
+    fn problem_words_sharing_a_morpheme_are_one_problem() {
+        let mut d = Deduper::default();
+        d.decide_and_apply(
+            "c1",
+            &report(
+                "371082017",
+                "urban-management",
+                0,
+                "滕家镇青山路与黄海路交叉口东侧早上有小摊贩占道，车都过不去",
+                &words(&["摊贩"]),
+            ),
+        );
+        let m = d.decide(&report(
+            "371082017",
+            "urban-management",
+            3600,
+            "青山路黄海路路口东侧流动摊点把人行道占满了",
+            &words(&["流动摊点"]),
+        ));
+        assert_eq!(m.map(|m| m.case_id).as_deref(), Some("c1"));
+        // A missing manhole cover at that crossing is another problem.
+        let m = d.decide(&report(
+            "371082017",
+            "urban-management",
+            3600,
+            "青山路黄海路路口东侧井盖丢了，车都过不去",
+            &words(&["井盖"]),
+        ));
+        assert_eq!(m, None);
+    }
+
+    #[test]
+    fn a_case_learns_the_building_its_first_report_left_out() {
+        let mut d = Deduper::default();
+        let w = words(&["电梯"]);
+        d.decide_and_apply(
+            "c1",
+            &report(
+                "371082002",
+                "housing",
+                0,
+                "蜊江社区3单元的电梯又坏了，老人上不去楼",
+                &w,
+            ),
+        );
+        assert!(d
+            .decide_and_apply(
+                "c2",
+                &report(
+                    "371082002",
+                    "housing",
+                    60,
+                    "蜊江社区5号楼3单元电梯坏了，老人上不去楼",
+                    &w
+                )
+            )
+            .is_some());
+        // Building 5's elevator is the case now: building 6's is another.
+        assert_eq!(
+            d.decide(&report(
+                "371082002",
+                "housing",
+                120,
+                "蜊江社区6号楼3单元电梯坏了，老人上不去楼",
+                &w
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn restore_by_seed_and_merged_reports_decides_as_before() {
+        let w = words(&["路灯"]);
+        let reports = [
+            ("c1", "371082", 0, "观海路和石岛大街路口北侧的路灯全灭了"),
+            (
+                "c2",
+                "371082004",
+                60,
+                "港湾街道观海路石岛大街路口北侧路灯不亮",
+            ),
+            ("c3", "371082004", 120, "港湾社区8号楼门口的路灯不亮"),
+        ];
+        let mut live = Deduper::default();
+        let mut seeds = Vec::new();
+        let mut joined = Vec::new();
+        for (id, region, at, text) in reports {
+            let r = report(region, "urban-management", at, text, &w);
+            match live.decide_and_apply(id, &r) {
+                Some(m) => joined.push((m.case_id, region, at, text)),
+                None => seeds.push(CaseSeed {
+                    case_id: id.into(),
+                    region: region.into(),
+                    department: "urban-management".into(),
+                    opened_at: at,
+                    text: text.into(),
+                    problem: w.clone(),
+                }),
+            }
+        }
+        let mut restored = Deduper::default();
+        for s in &seeds {
+            restored.open(s);
+        }
+        for (case, region, at, text) in &joined {
+            restored.merged(case, &report(region, "urban-management", *at, text, &w));
+        }
+        assert_eq!(restored.len(), live.len());
+        for probe in [
+            ("371082006", "东山街道观海路石岛大街路口北侧路灯不亮"),
+            ("371082004", "港湾街道观海路石岛大街路口北侧路灯还是不亮"),
+            ("371082", "港湾社区8号楼门口的路灯一直不亮"),
+        ] {
+            let r = report(probe.0, "urban-management", 180, probe.1, &w);
+            assert_eq!(restored.decide(&r), live.decide(&r), "{probe:?}");
+        }
+    }
+
+    /// Generated reports over a few towns, villages, buildings, crossings and businesses,
+    /// in time order: every decision of the index equals the linear scan's.
+    #[test]
+    fn the_index_decides_like_the_linear_scan() {
+        let towns = [
+            ("371082004", "港湾街道"),
+            ("371082006", "东山街道"),
+            ("371082", ""),
+        ];
+        let villages = ["海湾村", "东山社区", "南港头村", "曙光社区"];
+        let roads = ["观海路", "石岛大街", "青山路", "成山大道"];
+        let firms = ["金达食品厂", "顺风超市", "老王烧烤"];
+        let problems = [
+            ("urban-management", "路灯不亮", "路灯"),
+            ("urban-management", "有小摊贩占道", "摊贩"),
+            ("water", "停水两天了", "停水"),
+            ("environment", "油烟直排呛人", "油烟"),
+            ("triage", "的问题没人管", ""),
+        ];
+        let mut seed: u64 = 7;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((seed >> 33) as usize) % n
+        };
+        let mut d = Deduper::default();
+        let mut merges = 0;
+        for i in 0..1500 {
+            let (region, town) = towns[next(towns.len())];
+            let (department, problem, word) = problems[next(problems.len())];
+            let place = match next(4) {
+                0 => format!("{}{}号楼", villages[next(villages.len())], 1 + next(6)),
+                1 => format!(
+                    "{}与{}交叉口{}侧",
+                    roads[next(2)],
+                    roads[2 + next(2)],
+                    ["东", "南"][next(2)]
+                ),
+                2 => format!(
+                    "{}附近{}",
+                    villages[next(villages.len())],
+                    firms[next(firms.len())]
+                ),
+                _ => villages[next(villages.len())].to_string(),
+            };
+            let text = format!(
+                "{town}{place}{problem}，{}",
+                ["请尽快处理", "大家很着急", ""][next(3)]
+            );
+            let w = if word.is_empty() {
+                vec![]
+            } else {
+                words(&[word])
+            };
+            let at = i64::from(i) * 600;
+            let r = report(region, department, at, &text, &w);
+            let indexed = d.decide(&r);
+            assert_eq!(indexed, d.decide_linear(&r), "report {i}: {text}");
+            merges += usize::from(indexed.is_some());
+            d.decide_and_apply(&format!("c{i}"), &r);
+        }
+        // The generated set exercises both outcomes.
+        assert!(merges > 100 && merges < 1400, "{merges}");
+        // Cases past the 72 h window left the index (1500 reports, 10 min apart).
+        assert!(d.len() < 450, "{}", d.len());
+    }
+
+    #[test]
+    fn an_open_case_stays_well_under_a_kibibyte() {
+        let mut d = Deduper::default();
+        let text = "荣成市港湾街道海湾村二十三号楼2单元突然停水一个多月了，也没有提前通知，\
+                    我们生活受影响，做饭洗漱都成问题，希望有关部门尽快处理。";
+        let w = words(&["停水"]);
+        d.decide_and_apply(
+            "3b48c5c6-919c-5af3-85c3-1afd0e5aa9a6",
+            &report("371082004", "water", 0, text, &w),
+        );
+        let case = d.slots.iter().flatten().next().expect("one case");
+        let inline = std::mem::size_of::<Option<OpenCase>>();
+        // Index: one u32 per place detail in a posting list (say twice that for the
+        // lists' spare capacity and map entries), the id map entry (key + slot + hash
+        // map overhead), the expiry heap entry.
+        let index = 2 * 4 * case.keys().len()
+            + (std::mem::size_of::<Box<str>>() + case.case_id.len() + 4) * 2
+            + 16;
+        let total = inline + case.heap_bytes() + index;
+        assert!(
+            total < 1024,
+            "{total} bytes: {inline} inline, {} heap, {index} index",
+            case.heap_bytes()
         );
     }
 }
