@@ -124,26 +124,85 @@ impl OpenCase {
             + self.features.heap_bytes()
     }
 
-    /// The posting keys this case is listed under.
+    /// The posting keys this case is listed under (see [`Lists`]).
     fn keys(&self) -> Vec<u64> {
         let f = &self.features;
+        let tails = community_tails(&f.communities);
         let mut keys = Vec::new();
-        for (kind, values) in [
-            (b'b', &f.buildings),
-            (b'u', &f.units),
-            (b'r', &f.roads),
-            (b'e', &f.entities),
-        ] {
-            keys.extend(values.iter().map(|v| key(&self.region, kind, *v)));
+        for (kind, values) in details(f) {
+            for v in values {
+                keys.push(key(&self.region, kind, Lists::All, 0, *v));
+                // A report naming a building finds the cases of that building through
+                // the building's lists; by unit it needs only cases naming no building
+                // (another building conflicts).
+                if kind == UNIT && !f.buildings.is_empty() {
+                    continue;
+                }
+                if tails.is_empty() {
+                    keys.push(key(&self.region, kind, Lists::NoCommunity, 0, *v));
+                }
+                for t in &tails {
+                    keys.push(key(&self.region, kind, Lists::Community, *t, *v));
+                }
+            }
         }
         keys
     }
 }
 
-/// Posting key of one place detail in one region (FNV-1a 64, stable across restarts).
-fn key(region: &str, kind: u8, value: u32) -> u64 {
+const BUILDING: u8 = b'b';
+const UNIT: u8 = b'u';
+
+fn details(f: &CaseFeatures) -> [(u8, &[u32]); 4] {
+    [
+        (BUILDING, &f.buildings),
+        (UNIT, &f.units),
+        (b'r', &f.roads),
+        (b'e', &f.entities),
+    ]
+}
+
+/// Each place detail is listed three ways, so that a report in a busy street looks only
+/// at cases that could be its incident:
+/// - `All`: every case naming it (for reports that name no community);
+/// - `Community`: per community of the case (a report naming a community looks only
+///   there, and at `NoCommunity`: another community conflicts);
+/// - `NoCommunity`: cases that name none.
+#[derive(Clone, Copy)]
+enum Lists {
+    All = 1,
+    Community = 2,
+    NoCommunity = 3,
+}
+
+/// What two community names written differently (寻山寻山社区 / 寻山社区) still share: the
+/// last two characters of the name and the suffix. Names are at least two characters,
+/// so names one of which ends the other always agree on it.
+fn community_tails(communities: &[Box<str>]) -> Vec<u32> {
+    let mut tails: Vec<u32> = communities
+        .iter()
+        .map(|c| {
+            let chars: Vec<char> = c.chars().collect();
+            let suffix = if c.ends_with("社区") { 2 } else { 1 };
+            let from = chars.len().saturating_sub(suffix + 2);
+            let tail: String = chars[from..].iter().collect();
+            features::hash32(tail.as_bytes())
+        })
+        .collect();
+    tails.sort_unstable();
+    tails.dedup();
+    tails
+}
+
+/// Posting key of one place detail in one region and list (FNV-1a 64, stable across
+/// restarts).
+fn key(region: &str, kind: u8, list: Lists, qualifier: u32, value: u32) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let bytes = region.bytes().chain([0, kind]).chain(value.to_le_bytes());
+    let bytes = region
+        .bytes()
+        .chain([0, kind, list as u8])
+        .chain(qualifier.to_le_bytes())
+        .chain(value.to_le_bytes());
     for b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -151,16 +210,23 @@ fn key(region: &str, kind: u8, value: u32) -> u64 {
     h
 }
 
-/// The place details of a report, as posting values per kind.
+/// The lists a report looks into in one region: every case that shares a place detail
+/// with it and names no conflicting community or building is in one of them.
 fn report_keys(region: &str, f: &CaseFeatures) -> Vec<u64> {
+    let tails = community_tails(&f.communities);
     let mut keys = Vec::new();
-    for (kind, values) in [
-        (b'b', &f.buildings),
-        (b'u', &f.units),
-        (b'r', &f.roads),
-        (b'e', &f.entities),
-    ] {
-        keys.extend(values.iter().map(|v| key(region, kind, *v)));
+    for (kind, values) in details(f) {
+        for v in values {
+            // A unit alone (no building) may be any building's unit.
+            if (kind == UNIT && f.buildings.is_empty()) || tails.is_empty() {
+                keys.push(key(region, kind, Lists::All, 0, *v));
+                continue;
+            }
+            keys.push(key(region, kind, Lists::NoCommunity, 0, *v));
+            for t in &tails {
+                keys.push(key(region, kind, Lists::Community, *t, *v));
+            }
+        }
     }
     keys
 }
@@ -892,15 +958,18 @@ mod tests {
         for i in 0..1500 {
             let (region, town) = towns[next(towns.len())];
             let (department, problem, word) = problems[next(problems.len())];
-            let place = match next(4) {
+            let place = match next(6) {
                 0 => format!("{}{}号楼", villages[next(villages.len())], 1 + next(6)),
-                1 => format!(
+                // Units with and without a building and a community, as citizens write.
+                1 => format!("{}{}单元", villages[next(villages.len())], 1 + next(3)),
+                2 => format!("{}号楼{}单元", 1 + next(6), 1 + next(3)),
+                3 => format!(
                     "{}与{}交叉口{}侧",
                     roads[next(2)],
                     roads[2 + next(2)],
                     ["东", "南"][next(2)]
                 ),
-                2 => format!(
+                4 => format!(
                     "{}附近{}",
                     villages[next(villages.len())],
                     firms[next(firms.len())]
