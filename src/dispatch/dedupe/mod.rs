@@ -1017,6 +1017,10 @@ mod tests {
             + (std::mem::size_of::<Box<str>>() + case.case_id.len() + 4) * 2
             + 16;
         let total = inline + case.heap_bytes() + index;
+        println!(
+            "open case: {total} bytes ({inline} inline, {} heap, {index} index)",
+            case.heap_bytes()
+        );
         assert!(
             total < 1024,
             "{total} bytes: {inline} inline, {} heap, {index} index",
