@@ -120,7 +120,8 @@ const ENTITY_SUFFIXES: &[&str] = &[
 const STOPS: &[char] = &[
     '，', '。', '、', '与', '和', '在', '的', '是', '有', '个', '了', '附', '近', '门', '口', '边',
     '旁', '里', '从', '到', '把', '被', '我', '们', '你', '他', '这', '那', '举', '报', '反', '映',
-    '投', '诉', '某', '区', '镇', '村', '道', '市', '侧', '交', '叉',
+    '投', '诉', '某', '区', '镇', '村', '道', '市', '侧', '交', '叉', '号', '楼', '栋', '幢', '单',
+    '元', '层',
 ];
 
 /// Characters that end a community or village name: village names hold 口, 门, 里 (屯口村),
@@ -544,5 +545,13 @@ mod tests {
         let a = features("宁津所社区18号楼申请低保没有结果");
         let b = features("东墩村18号楼申请低保没有结果");
         assert_eq!(place_conflict(&a, &b), Some("another community"));
+    }
+
+    #[test]
+    fn a_business_name_does_not_take_the_building_before_it() {
+        let a = features("投诉南山村10号楼物业公司乱收费");
+        let b = features("南山村10号楼3单元物业公司乱收费");
+        assert!(a.entities.contains("物业公司"), "{:?}", a.entities);
+        assert_eq!(place_conflict(&a, &b), None);
     }
 }

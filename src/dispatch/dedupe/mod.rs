@@ -13,7 +13,9 @@
 //! - problem words that can name one problem (shared, or sharing a morpheme: 摊贩 /
 //!   流动摊点), or else wording at least `min_similarity_other_words` alike;
 //! - wording similarity (Jaccard over hashed character bigrams) at least
-//!   `min_similarity_with_place`; the most similar candidate wins.
+//!   `min_similarity_with_place`, or `min_similarity_strong_place` when both name the
+//!   place in full (a named community's building, both roads and the side of a
+//!   crossing); the most similar candidate wins.
 //!
 //! Reports that name no place ("办事效率太低") never merge: nothing says they are one
 //! incident.
@@ -45,6 +47,8 @@ pub struct DedupeSettings {
     pub window_secs: i64,
     /// Wording similarity needed on top of a shared building, road or business.
     pub min_similarity_with_place: f64,
+    /// … when both name the place in full (a community's building, a crossing's side).
+    pub min_similarity_strong_place: f64,
     /// When the problem words are unrelated, the wording must be this close.
     pub min_similarity_other_words: f64,
 }
@@ -54,6 +58,7 @@ impl Default for DedupeSettings {
         Self {
             window_secs: 72 * 3600,
             min_similarity_with_place: 0.12,
+            min_similarity_strong_place: 0.05,
             min_similarity_other_words: 0.35,
         }
     }
@@ -276,6 +281,14 @@ fn problems_related(a: &[String], b: &[Box<str>]) -> bool {
         .any(|x| kb.iter().any(|y| x.chars().any(|ch| y.contains(ch))))
 }
 
+/// A place named in full by both: the building of a named community, or both roads of a
+/// crossing and the side of it.
+fn strong_place(places: &[String], r: &CaseFeatures, c: &CaseFeatures) -> bool {
+    let count = |kind: &str| places.iter().filter(|p| p.starts_with(kind)).count();
+    let community = !r.communities.is_empty() && !c.communities.is_empty();
+    (count("building:") > 0 && community) || (count("road:") >= 2 && count("side:") > 0)
+}
+
 /// County codes are six digits, street codes nine (GB/T 2260 plus the street part).
 fn is_county(region: &str) -> bool {
     region.len() <= 6
@@ -418,7 +431,14 @@ impl Deduper {
         if across_levels && places.iter().all(|p| p.starts_with("entity:")) {
             return None;
         }
-        (score >= s.min_similarity_with_place).then_some(Fit {
+        // Both name the place in full: different words for the same problem (暖气不热 /
+        // 供暖温度只有14度) are enough.
+        let min = if strong_place(&places, cf, &c.features) {
+            s.min_similarity_strong_place
+        } else {
+            s.min_similarity_with_place
+        };
+        (score >= min).then_some(Fit {
             case: c,
             score,
             places,
@@ -1025,6 +1045,42 @@ mod tests {
             total < 1024,
             "{total} bytes: {inline} inline, {} heap, {index} index",
             case.heap_bytes()
+        );
+    }
+
+    #[test]
+    fn a_place_named_in_full_needs_little_common_wording() {
+        let mut d = Deduper::default();
+        d.decide_and_apply(
+            "c1",
+            &report(
+                "371082014",
+                "heating",
+                0,
+                "港西镇港西村6号楼暖气一直不热，家里老人孩子冻得受不了",
+                &[],
+            ),
+        );
+        // Other words for the same problem at the same community's building.
+        let m = d.decide(&report(
+            "371082014",
+            "heating",
+            3600,
+            "港西村六号楼这周供暖温度只有十四度，晚上睡觉都得穿着棉袄盖两床被子",
+            &[],
+        ));
+        assert_eq!(m.as_ref().map(|m| m.case_id.as_str()), Some("c1"), "{m:?}");
+        assert!(m.is_some_and(|m| m.score < 0.12));
+        // Without the community the building alone is not named in full.
+        assert_eq!(
+            d.decide(&report(
+                "371082014",
+                "heating",
+                3600,
+                "六号楼这周供暖温度只有十四度，晚上睡觉都得穿着棉袄盖两床被子",
+                &[]
+            )),
+            None
         );
     }
 }
