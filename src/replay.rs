@@ -163,6 +163,7 @@ fn replay_line(
                 department: &decision.department,
                 at_unix: at,
                 text: &petition.text,
+                address: petition.location.address.as_deref(),
                 problem: router.problem_words(&decision),
             },
         )

@@ -82,8 +82,25 @@ pub struct Report<'a> {
     /// Unix seconds the citizen reported it.
     pub at_unix: i64,
     pub text: &'a str,
+    /// The petition's address as the citizen or channel wrote it: place details (the
+    /// village of 埠柳镇不夜村海达水产公司) the text may leave out.
+    pub address: Option<&'a str>,
     /// The problem words routing found (see `Router::problem_words`).
     pub problem: &'a [String],
+}
+
+impl Report<'_> {
+    fn features(&self) -> Features {
+        read(self.address, self.text)
+    }
+}
+
+/// The features of an address and text read together.
+fn read(address: Option<&str>, text: &str) -> Features {
+    match address {
+        Some(a) if !a.trim().is_empty() => features(&format!("{a}\n{text}")),
+        _ => features(text),
+    }
 }
 
 /// What the dispatcher persists for an open case so that a restarted deduper decides
@@ -96,6 +113,9 @@ pub struct CaseSeed {
     pub department: String,
     pub opened_at: i64,
     pub text: String,
+    /// Seeds persisted before the address was read have none.
+    #[serde(default)]
+    pub address: Option<String>,
     pub problem: Vec<String>,
 }
 
@@ -321,7 +341,7 @@ impl Deduper {
     /// Which open case, if any, this report joins. Changes nothing: the caller calls
     /// `open` or `merged` once the decision is durable.
     pub fn decide(&self, r: &Report<'_>) -> Option<MergeDecision> {
-        let f = features(r.text);
+        let f = r.features();
         let cf = CaseFeatures::of(&f);
         let mut slots: Vec<u32> = Vec::new();
         for region in self.regions_to_search(r.region) {
@@ -459,7 +479,7 @@ impl Deduper {
             department: seed.department.as_str().into(),
             problem: seed.problem.iter().map(|p| p.as_str().into()).collect(),
             opened_at: seed.opened_at,
-            features: CaseFeatures::of(&features(&seed.text)),
+            features: CaseFeatures::of(&read(seed.address.as_deref(), &seed.text)),
         };
         let slot = match self.free.pop() {
             Some(slot) => slot,
@@ -543,7 +563,7 @@ impl Deduper {
         let Some(mut case) = self.unindex(slot) else {
             return;
         };
-        case.features.learn(&features(report.text));
+        case.features.learn(&report.features());
         let pin = is_county(&case.region)
             && !is_county(report.region)
             && report.region.starts_with(&*case.region);
@@ -564,6 +584,7 @@ impl Deduper {
                 department: r.department.to_string(),
                 opened_at: r.at_unix,
                 text: r.text.to_string(),
+                address: r.address.map(str::to_string),
                 problem: r.problem.to_vec(),
             }),
         }
@@ -573,7 +594,7 @@ impl Deduper {
     /// The same decision by a scan of every open case: the reference the index must match.
     #[cfg(test)]
     fn decide_linear(&self, r: &Report<'_>) -> Option<MergeDecision> {
-        let f = features(r.text);
+        let f = r.features();
         let cf = CaseFeatures::of(&f);
         self.choose(r, &f, &cf, self.slots.iter().flatten())
     }
@@ -601,6 +622,7 @@ mod tests {
                     department: "heating",
                     at_unix: 0,
                     text: "宁津街道东墩村4号楼暖气不热，一个星期一直这样",
+                    address: None,
                     problem: &heat
                 }
             ),
@@ -614,6 +636,7 @@ mod tests {
                     department: "heating",
                     at_unix: DAY,
                     text: "荣成市宁津街道东墩村四号楼3单元暖气不热，三天一直这样",
+                    address: None,
                     problem: &heat,
                 },
             )
@@ -633,6 +656,7 @@ mod tests {
                 department: "housing",
                 at_unix: 0,
                 text: "蜊江社区2号楼5单元电梯停用两个月",
+                address: None,
                 problem: &w,
             },
         );
@@ -644,6 +668,7 @@ mod tests {
                     department: "housing",
                     at_unix: DAY,
                     text: "城西街道蜊江社区一号楼6单元电梯停用两个月",
+                    address: None,
                     problem: &w
                 }
             ),
@@ -658,6 +683,7 @@ mod tests {
                     department: "housing",
                     at_unix: DAY,
                     text: "蜊江社区2号楼5单元电梯停用两个月",
+                    address: None,
                     problem: &w
                 }
             ),
@@ -675,6 +701,7 @@ mod tests {
                 department: "triage",
                 at_unix: 0,
                 text: "你们办事效率太低了，我反映的问题一直没人管。",
+                address: None,
                 problem: &[],
             },
         );
@@ -686,6 +713,7 @@ mod tests {
                     department: "triage",
                     at_unix: DAY,
                     text: "你们办事效率太低了，我反映的问题一直没人管。",
+                    address: None,
                     problem: &[]
                 }
             ),
@@ -704,6 +732,7 @@ mod tests {
                 department: "heating",
                 at_unix: 0,
                 text: "东墩村4号楼暖气不热",
+                address: None,
                 problem: &w,
             },
         );
@@ -715,6 +744,7 @@ mod tests {
                     department: "heating",
                     at_unix: 8 * DAY,
                     text: "东墩村4号楼暖气不热",
+                    address: None,
                     problem: &w
                 }
             ),
@@ -734,6 +764,7 @@ mod tests {
             department,
             at_unix: at,
             text,
+            address: None,
             problem,
         }
     }
@@ -927,6 +958,7 @@ mod tests {
                     department: "urban-management".into(),
                     opened_at: at,
                     text: text.into(),
+                    address: None,
                     problem: w.clone(),
                 }),
             }
@@ -1082,5 +1114,22 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
+    fn the_address_places_a_report_its_text_leaves_vague() {
+        let mut d = Deduper::default();
+        let w = words(&["油烟"]);
+        let text = "顺风烧烤店油烟直排，窗户都不敢开";
+        let mut first = report("371082013", "environment", 0, text, &w);
+        first.address = Some("埠柳镇不夜村顺风烧烤店");
+        d.decide_and_apply("c1", &first);
+        // Same words, but the address names another village: another shop of the chain.
+        let mut other = report("371082013", "environment", 3600, text, &w);
+        other.address = Some("埠柳镇曲家村顺风烧烤店");
+        assert_eq!(d.decide(&other), None);
+        let mut same = report("371082013", "environment", 3600, text, &w);
+        same.address = Some("不夜村顺风烧烤店门口");
+        assert!(d.decide(&same).is_some());
     }
 }
