@@ -96,7 +96,7 @@ pub struct Features {
     pub bigrams: Vec<u32>,
 }
 
-const COMMUNITY_SUFFIXES: &[&str] = &["社区", "村"];
+const COMMUNITY_SUFFIXES: &[&str] = &["社区", "小区", "村"];
 const ROAD_SUFFIXES: &[&str] = &["大道", "大街", "路", "街"];
 const ENTITY_SUFFIXES: &[&str] = &[
     "机械厂",
@@ -542,6 +542,10 @@ mod tests {
         let a = features("城西铁路社区阳光健身房油烟扰民");
         let b = features("投诉铁路社区附近阳光健身房油烟扰民");
         assert_eq!(place_conflict(&a, &b), None);
+        // A residential compound is a place of its own: 7号楼 there is not 石岛社区's.
+        let a = features("海景花园小区7号楼门禁坏了");
+        let b = features("石岛社区七号楼门禁坏了");
+        assert_eq!(place_conflict(&a, &b), Some("another community"));
         let a = features("宁津所社区18号楼申请低保没有结果");
         let b = features("东墩村18号楼申请低保没有结果");
         assert_eq!(place_conflict(&a, &b), Some("another community"));

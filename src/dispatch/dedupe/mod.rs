@@ -208,7 +208,11 @@ fn community_tails(communities: &[Box<str>]) -> Vec<u32> {
         .iter()
         .map(|c| {
             let chars: Vec<char> = c.chars().collect();
-            let suffix = if c.ends_with("社区") { 2 } else { 1 };
+            let suffix = if c.ends_with("社区") || c.ends_with("小区") {
+                2
+            } else {
+                1
+            };
             let from = chars.len().saturating_sub(suffix + 2);
             let tail: String = chars[from..].iter().collect();
             features::hash32(tail.as_bytes())
@@ -445,10 +449,10 @@ impl Deduper {
             return None;
         }
         // A business named without its town (远洋食品厂) may be any of the branches or
-        // namesakes in the county's towns: across county and street level only a
-        // building or road places it.
-        let across_levels = is_county(&c.region) != is_county(r.region);
-        if across_levels && places.iter().all(|p| p.starts_with("entity:")) {
+        // namesakes in the county's towns: where either report is placed only at county
+        // level, only a building or road places it.
+        let unplaced = is_county(&c.region) || is_county(r.region);
+        if unplaced && places.iter().all(|p| p.starts_with("entity:")) {
             return None;
         }
         // Both name the place in full: different words for the same problem (暖气不热 /
@@ -817,13 +821,16 @@ mod tests {
     }
 
     #[test]
-    fn a_business_name_alone_does_not_cross_county_and_street_level() {
+    fn a_business_name_alone_does_not_place_a_county_level_report() {
         let mut d = Deduper::default();
         let first = "俚岛镇金达食品厂拖欠我们十几个工人工资两个月";
         d.decide_and_apply("c1", &report("371082011", "hrss", 0, first, &[]));
         // The same name without a town may be the namesake factory elsewhere.
         let county = "金达食品厂拖欠我们十几个工人工资两个月了";
         assert_eq!(d.decide(&report("371082", "hrss", 3600, county, &[])), None);
+        // Nor do two such reports, both without a town.
+        d.decide_and_apply("c2", &report("371082", "hrss", 7200, county, &[]));
+        assert_eq!(d.decide(&report("371082", "hrss", 9000, county, &[])), None);
         // Within the street the name places it.
         let street = "俚岛金达食品厂拖欠工人工资两个月了";
         assert!(d
