@@ -7,9 +7,9 @@
 //! - within the window after the case's first report (the center's 72 h promise: a
 //!   problem reported again after that is a new case, or a reopened one);
 //! - at least one shared place detail (building, unit, road, business) and none
-//!   conflicting (another building, unit, road, side of a crossing, business, community);
-//!   a business name alone does not tie a county-level report to a street case (the
-//!   same name exists in several towns);
+//!   conflicting (another building, unit, road, side of a crossing, business, community),
+//!   read from the report's address and text; a business name alone does not place a
+//!   report that has no street (the same name exists in several towns);
 //! - problem words that can name one problem (shared, or sharing a morpheme: 摊贩 /
 //!   流动摊点), or else wording at least `min_similarity_other_words` alike;
 //! - wording similarity (Jaccard over hashed character bigrams) at least
@@ -22,16 +22,18 @@
 //!
 //! **Candidate lookup.** A merge needs a shared building, unit, road or business, so the
 //! candidates are exactly the open cases listed under one of the report's place details:
-//! an inverted index from (region, kind, hashed name) to open-case slots. It is exact (no
-//! candidate that could merge is missed, unlike MinHash/LSH, which is probabilistic and
-//! at this similarity threshold, Jaccard 0.12, would need so many bands that nearly
-//! every case in the window becomes a candidate). The exact check then runs on the
-//! candidates only. `cfg(test)` keeps the linear scan and a test that both decide alike.
+//! an inverted index from (region, kind, list, hashed name) to open-case slots, with each
+//! detail also listed per community (see [`Lists`]) so that a report in a busy street
+//! looks only at its community's cases. It is exact (no candidate that could merge is
+//! missed, unlike MinHash/LSH, which is probabilistic and at these similarity thresholds,
+//! Jaccard 0.12 or 0.05, would need so many bands that nearly every case in the window
+//! becomes a candidate). The exact check then runs on the candidates only. `cfg(test)`
+//! keeps the linear scan and a test that both decide alike.
 //!
 //! **Memory.** An open case keeps hashes, not strings: sorted `u32` slices for its
 //! bigrams (≈ 30–60 per petition) and place details, its community names, id, region and
-//! problem words: about 0.5 KiB with its index entries (see `OpenCase::heap_bytes` and
-//! the test that bounds it).
+//! problem words: about 0.7 KiB with its index entries (see `OpenCase::heap_bytes` and
+//! the test that bounds it under 1 KiB).
 
 pub mod features;
 
