@@ -23,7 +23,7 @@
 //! **Candidate lookup.** A merge needs a shared building, unit, road or business, so the
 //! candidates are exactly the open cases listed under one of the report's place details:
 //! an inverted index from (region, kind, list, hashed name) to open-case slots, with each
-//! detail also listed per community (see [`Lists`]) so that a report in a busy street
+//! detail also listed per community (see `Lists`) so that a report in a busy street
 //! looks only at its community's cases. It is exact (no candidate that could merge is
 //! missed, unlike MinHash/LSH, which is probabilistic and at these similarity thresholds,
 //! Jaccard 0.12 or 0.05, would need so many bands that nearly every case in the window
