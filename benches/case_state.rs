@@ -84,8 +84,7 @@ impl Generator {
 
     /// The petition and the hotline work order it comes from.
     fn next(&mut self, n: usize, total: usize) -> (serde_json::Value, Petition) {
-        let (code, street, places) =
-            &self.streets[self.rng.random_range(0..self.streets.len())];
+        let (code, street, places) = &self.streets[self.rng.random_range(0..self.streets.len())];
         let place = &places[self.rng.random_range(0..places.len())];
         let problem = PROBLEMS[self.rng.random_range(0..PROBLEMS.len())];
         let text = if self.rng.random_bool(0.7) {
@@ -218,6 +217,7 @@ fn main() {
             department: &routing.department,
             at_unix: at,
             text: &p.text,
+            address: p.location.address.as_deref(),
             problem: &problem,
         };
         let t = Instant::now();

@@ -2,19 +2,36 @@
 """Measures routing, region and escalation quality of `petition-gateway replay` output
 against the labels of a sample file (../shared/data/petitions-sample.jsonl format).
 
-usage: scripts/quality.py SAMPLE.jsonl REPLAY_OUTPUT.jsonl
+usage: scripts/quality.py SAMPLE.jsonl REPLAY_OUTPUT.jsonl [--half even|odd]
 Prints one JSON object; rates are shares of the petitions the replay accepted, per channel
-and overall. Rejected lines are counted separately (they are failures too)."""
+and overall. Rejected lines are counted separately (they are failures too).
+
+--half measures only the petitions whose incident id falls in one half (CRC-32 of the id,
+even or odd), so rules can be tuned on one half and checked on the other. The replay still
+runs over the whole sample (reports of the other half compete as merge candidates, as
+they would live); only the scoring is restricted."""
 import collections
 import json
 import sys
+import zlib
 
 
-def main(sample_path, replay_path):
+def in_half(incident, half):
+    if half is None:
+        return True
+    parity = zlib.crc32(incident.encode("utf-8")) % 2
+    return parity == (0 if half == "even" else 1)
+
+
+def main(sample_path, replay_path, half=None):
     labels = {}
     channels = {}
+    all_labels = {}
     for line in open(sample_path, encoding="utf-8"):
         row = json.loads(line)
+        all_labels[row["seq"]] = row["label"]
+        if not in_half(row["label"]["incident"], half):
+            continue
         labels[row["seq"]] = row["label"]
         channels[row["seq"]] = row["channel"]
     stats = collections.defaultdict(collections.Counter)
@@ -50,7 +67,7 @@ def main(sample_path, replay_path):
             if out.get("escalated"):
                 s["escalated"] += 1
                 s["escalated_right"] += bool(label["escalate"])
-    report = {}
+    report = {"half": half or "all"}
     for key, s in sorted(stats.items()):
         acc = s["accepted"] or 1
         report[key] = {
@@ -65,13 +82,15 @@ def main(sample_path, replay_path):
             "escalation_recall": round(s["escalate_found"] / (s["escalate_labeled"] or 1), 4),
             "escalation_precision": round(s["escalated_right"] / (s["escalated"] or 1), 4),
         }
-    report["dedupe"] = dedupe_quality(labels, replay_path)
+    report["dedupe"] = dedupe_quality(all_labels, replay_path, half)
     json.dump(report, sys.stdout, ensure_ascii=False, indent=1)
     print()
 
 
-def dedupe_quality(labels, replay_path):
-    """Pairwise precision and recall: over all pairs of reports, same case vs same incident."""
+def dedupe_quality(labels, replay_path, half=None):
+    """Pairwise precision and recall: over all pairs of reports, same case vs same incident.
+    With a half, a predicted pair counts when either report is in it (a false merge with
+    the other half is that half's error too); an incident lies wholly in one half."""
     case_of = {}
     for line in open(replay_path, encoding="utf-8"):
         out = json.loads(line)
@@ -80,7 +99,9 @@ def dedupe_quality(labels, replay_path):
     def pairs(groups):
         n = 0
         for members in groups.values():
-            n += len(members) * (len(members) - 1) // 2
+            inside = sum(in_half(labels[s]["incident"], half) for s in members)
+            outside = len(members) - inside
+            n += inside * (inside - 1) // 2 + inside * outside
         return n
     by_case = collections.defaultdict(list)
     by_incident = collections.defaultdict(list)
@@ -103,6 +124,11 @@ def dedupe_quality(labels, replay_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    half = None
+    if len(args) == 4 and args[2] == "--half" and args[3] in ("even", "odd"):
+        half = args[3]
+        args = args[:2]
+    if len(args) != 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(args[0], args[1], half)

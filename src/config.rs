@@ -41,7 +41,8 @@ pub struct DedupeConfig {
 
 impl Default for DedupeConfig {
     fn default() -> Self {
-        Self { window_hours: 168 }
+        // The center's 72 h promise; see `config/gateway.toml`.
+        Self { window_hours: 72 }
     }
 }
 

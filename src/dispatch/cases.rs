@@ -57,6 +57,8 @@ pub struct ReportEntry {
     /// The report as the near-duplicate stage saw it, replayed into the case on restore.
     pub at_unix: i64,
     pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     pub problem: Vec<String>,
 }
 
@@ -188,11 +190,13 @@ impl CaseState {
             .unwrap_or_default();
         let problem = router.problem_words(&routing).to_vec();
         let region = petition.location.region.code.as_str();
+        let address = petition.location.address.as_deref();
         let merge = self.deduper.decide(&Report {
             region,
             department: &routing.department,
             at_unix,
             text: &petition.text,
+            address,
             problem: &problem,
         });
         let mut report = ReportEntry {
@@ -209,6 +213,7 @@ impl CaseState {
             escalated: false,
             at_unix,
             text: petition.text.clone(),
+            address: address.map(str::to_string),
             problem: problem.clone(),
         };
         match merge {
@@ -250,6 +255,7 @@ impl CaseState {
                         department: routing.department.clone(),
                         opened_at: at_unix,
                         text: petition.text.clone(),
+                        address: address.map(str::to_string),
                         problem,
                     },
                     routing,
@@ -291,6 +297,7 @@ impl CaseState {
                             department: &r.department,
                             at_unix: r.at_unix,
                             text: &r.text,
+                            address: r.address.as_deref(),
                             problem: &r.problem,
                         },
                     );

@@ -4,6 +4,13 @@
 //! channel's own category label, then distinct keywords in the title and text. Street
 //! offices only compete for petitions in their region. The best score wins; no evidence
 //! or a tie goes to triage, because a wrong department is worse than the center deciding.
+//!
+//! The list is the center's and is used as written; what the code adds is how to read a
+//! petition against it: a keyword must be a word of the text (not part of a road name, not
+//! the effect word after another department's problem word), a leak that comes from a
+//! neighbour is the list's neighbour leak (漏水到), and a channel label is only as strong
+//! as it is specific (a label several departments share, or one the text contradicts,
+//! counts like a keyword; a label the list does not know is read for keywords).
 
 use super::responsibility::{canonical_urgency, ResponsibilityList};
 use crate::petition::Petition;
@@ -12,6 +19,17 @@ use serde::{Deserialize, Serialize};
 const CATEGORY_WEIGHT: u32 = 100;
 const LABEL_WEIGHT: u32 = 10;
 const KEYWORD_WEIGHT: u32 = 1;
+
+/// Who a citizen names when a neighbour causes the problem (楼上漏水: the flat above leaks).
+const NEIGHBOUR_SOURCES: &[&str] = &["楼上", "楼下", "邻居", "隔壁", "对门"];
+
+/// Everyday words for a list keyword, written with one character changed: (as citizens
+/// write it, as the list writes it). They count as the list's keyword wherever the list
+/// has it, so the list stays the only source of which department owns what.
+const KEYWORD_VARIANTS: &[(&str, &str)] = &[("邻居", "邻里"), ("臭气", "臭味")];
+
+/// Clause boundaries: a neighbour named in one clause is not the subject of the next.
+const CLAUSE_ENDS: &[char] = &['，', '。', '；', '！', '？', ',', ';', '!', '?', '\n'];
 
 /// Where routing sends a petition when no department owns it.
 pub const TRIAGE: &str = "triage";
@@ -86,12 +104,41 @@ impl Router {
             Some(title) => format!("{title}\n{}", p.text),
             None => p.text.clone(),
         };
-        let keyword_hits = self.keyword_hits(&text);
+        // A label the list does not know (社区/邻里纠纷) is the channel's words for the
+        // problem: read it for keywords like the text.
+        let label_owners = p.category_label.as_ref().map_or(0, |label| {
+            self.list
+                .departments
+                .iter()
+                .filter(|d| d.channel_labels.iter().any(|l| l == label))
+                .count()
+        });
+        let keyword_text = match &p.category_label {
+            Some(label) if label_owners == 0 => format!("{label}\n{text}"),
+            _ => text.clone(),
+        };
+        let keyword_hits = self.keyword_hits(&keyword_text);
         let region = p.location.region.code.as_str();
+        let eligible = |d: &super::responsibility::Department| {
+            d.regions.is_empty() || d.regions.iter().any(|r| r == region)
+        };
+        // A label owned by one department is strong evidence, unless the text names
+        // another department's problem and nothing of the labeled one (环境卫生 on a
+        // corridor full of boxes): then the channel's coarse label counts like a keyword.
+        let keywords_of = |i: usize| keyword_hits.iter().filter(|h| h.department == i).count();
+        let contradicted = |i: usize| {
+            keywords_of(i) == 0
+                && self
+                    .list
+                    .departments
+                    .iter()
+                    .enumerate()
+                    .any(|(j, d)| j != i && eligible(d) && keywords_of(j) > 0)
+        };
 
         let mut candidates: Vec<Candidate> = Vec::new();
         for (i, d) in self.list.departments.iter().enumerate() {
-            if !d.regions.is_empty() && !d.regions.iter().any(|r| r == region) {
+            if !eligible(d) {
                 continue;
             }
             let mut score = 0;
@@ -104,7 +151,13 @@ impl Router {
             }
             if let Some(label) = &p.category_label {
                 if d.channel_labels.iter().any(|l| l == label) {
-                    score += LABEL_WEIGHT;
+                    // A label several departments share (城建) tells them apart no better
+                    // than a keyword does.
+                    score += if label_owners > 1 || contradicted(i) {
+                        KEYWORD_WEIGHT
+                    } else {
+                        LABEL_WEIGHT
+                    };
                     matched.push(format!("label:{label}"));
                 }
             }
@@ -179,36 +232,96 @@ impl Router {
         }
     }
 
-    /// Keyword occurrences, without those inside a longer matched keyword: in 漏水到
-    /// (a neighbour's leak, a street-office matter) the 漏水 of the water company is not
-    /// separate evidence.
-    fn keyword_hits(&self, text: &str) -> Vec<KeywordHit<'_>> {
-        let mut spans: Vec<(usize, usize, usize, &str)> = Vec::new();
+    /// Keyword occurrences that are words of the text, one per (department, keyword).
+    ///
+    /// - A keyword inside a longer matched keyword does not count: in 漏水到 (a
+    ///   neighbour's leak, a street-office matter) the 漏水 of the water company is not
+    ///   separate evidence.
+    /// - A keyword overlapping a road name is not a word: 成山大道路口 holds 道路.
+    /// - A keyword right after another department's keyword is the effect of that problem,
+    ///   not a problem of its own: 油烟扰民 is cooking fumes, not night noise.
+    /// - A keyword whose clause names a neighbour before it (楼上卫生间漏水) is the
+    ///   neighbour's version of the problem when the list has one (keyword + 到, 漏水到).
+    fn keyword_hits(&self, text: &str) -> Vec<KeywordHit> {
+        let mut spans: Vec<Span> = Vec::new();
         for (i, d) in self.list.departments.iter().enumerate() {
             for k in &d.keywords {
                 for (pos, _) in text.match_indices(k.as_str()) {
-                    spans.push((pos, pos + k.len(), i, k.as_str()));
+                    spans.push(Span::new(pos, k.len(), i, k));
+                }
+                for (variant, _) in KEYWORD_VARIANTS.iter().filter(|(_, of)| of == k) {
+                    for (pos, _) in text.match_indices(variant) {
+                        spans.push(Span::new(pos, variant.len(), i, k));
+                    }
                 }
             }
         }
-        let mut hits: Vec<KeywordHit<'_>> = Vec::new();
-        for &(start, end, dept, keyword) in &spans {
-            let covered = spans
-                .iter()
-                .any(|&(s, e, _, _)| s <= start && e >= end && (e - s) > (end - start));
-            if covered
-                || hits
-                    .iter()
-                    .any(|h| h.department == dept && h.keyword == keyword)
-            {
+        let roads = crate::dispatch::dedupe::features::road_spans(text);
+        spans.retain(|s| !roads.iter().any(|&(rs, re)| s.start < re && rs < s.end));
+        let longest: Vec<Span> = spans
+            .iter()
+            .filter(|a| {
+                !spans.iter().any(|b| {
+                    b.start <= a.start && b.end >= a.end && (b.end - b.start) > (a.end - a.start)
+                })
+            })
+            .cloned()
+            .collect();
+        let mut hits: Vec<KeywordHit> = Vec::new();
+        for a in &longest {
+            let effect = longest.iter().any(|b| {
+                b.end == a.start
+                    && b.department != a.department
+                    && !self.list.departments[b.department]
+                        .keywords
+                        .contains(&a.keyword)
+            });
+            if effect {
                 continue;
             }
-            hits.push(KeywordHit {
-                department: dept,
-                keyword,
-            });
+            let owners = match self.neighbour_version(text, a) {
+                Some((version, owners)) => {
+                    owners.into_iter().map(|d| (d, version.clone())).collect()
+                }
+                None => vec![(a.department, a.keyword.clone())],
+            };
+            for (department, keyword) in owners {
+                if hits
+                    .iter()
+                    .any(|h| h.department == department && h.keyword == keyword)
+                {
+                    continue;
+                }
+                hits.push(KeywordHit {
+                    department,
+                    keyword,
+                });
+            }
         }
         hits
+    }
+
+    /// The list's neighbour version (keyword + 到) of a keyword whose clause names a
+    /// neighbour before it, with the departments that own it (every street office; the
+    /// region picks one later).
+    fn neighbour_version(&self, text: &str, s: &Span) -> Option<(String, Vec<usize>)> {
+        let clause_start = text[..s.start].rfind(CLAUSE_ENDS).map_or(0, |p| {
+            p + text[p..].chars().next().map_or(1, char::len_utf8)
+        });
+        let clause = &text[clause_start..s.start];
+        if !NEIGHBOUR_SOURCES.iter().any(|n| clause.contains(n)) {
+            return None;
+        }
+        let version = format!("{}到", s.keyword);
+        let owners: Vec<usize> = self
+            .list
+            .departments
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.keywords.contains(&version))
+            .map(|(i, _)| i)
+            .collect();
+        (!owners.is_empty()).then_some((version, owners))
     }
 
     fn escalation(&self, p: &Petition, category: Option<&str>, text: &str) -> (bool, Vec<String>) {
@@ -238,9 +351,29 @@ impl Router {
     }
 }
 
-struct KeywordHit<'a> {
+struct KeywordHit {
     department: usize,
-    keyword: &'a str,
+    keyword: String,
+}
+
+/// One occurrence of a list keyword (or a variant of it) in the text, in bytes.
+#[derive(Clone)]
+struct Span {
+    start: usize,
+    end: usize,
+    department: usize,
+    keyword: String,
+}
+
+impl Span {
+    fn new(start: usize, len: usize, department: usize, keyword: &str) -> Self {
+        Self {
+            start,
+            end: start + len,
+            department,
+            keyword: keyword.to_string(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -380,5 +513,92 @@ mod tests {
             .contains(&"keyword:燃气泄漏".to_string()));
         let d = router().route(&petition("路灯不亮", "371082001"));
         assert!(!d.escalate);
+    }
+
+    #[test]
+    fn a_keyword_inside_a_road_name_is_not_evidence() {
+        // 海湾路成山大道路口 holds 道路 across the road name: not a road complaint.
+        let d = router().route(&petition(
+            "海湾路成山大道路口的井盖被人偷走了，晚上骑车的人差点摔进去",
+            "371082004",
+        ));
+        assert_eq!(d.department, "urban-management", "{d:?}");
+        assert!(
+            !d.candidates.iter().any(|c| c.department == "transport"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn the_word_after_a_problem_is_its_effect() {
+        // 油烟扰民: fumes that disturb residents are the environment bureau's, not noise.
+        let d = router().route(&petition(
+            "小区门口新开的烤串店油烟扰民，每天晚上呛得开不了窗",
+            "371082005",
+        ));
+        assert_eq!(d.department, "environment", "{d:?}");
+    }
+
+    #[test]
+    fn a_leak_from_a_neighbour_is_a_neighbour_matter() {
+        let d = router().route(&petition(
+            "楼上邻居家卫生间漏水，把我家天花板泡坏了",
+            "371082006",
+        ));
+        assert_eq!(d.department, "street-006", "{d:?}");
+        assert!(d.matched.contains(&"keyword:漏水到".to_string()), "{d:?}");
+        // Night noise from the flat above stays with the police: the list has no
+        // neighbour version of it.
+        let d = router().route(&petition(
+            "楼上每天夜里两点还在大声喧哗，吵得全家没法睡",
+            "371082006",
+        ));
+        assert_eq!(d.department, "public-security", "{d:?}");
+        // A burst main in the street is the water company's.
+        let d = router().route(&petition("小区门口的自来水管爆了，一直在漏水", "371082006"));
+        assert_eq!(d.department, "water", "{d:?}");
+    }
+
+    #[test]
+    fn everyday_variants_count_as_the_list_keyword() {
+        let d = router().route(&petition(
+            "工业园有家化工厂夜里排出刺鼻的臭气，熏得人头晕",
+            "371082021",
+        ));
+        assert_eq!(d.department, "environment", "{d:?}");
+        assert!(d.matched.contains(&"keyword:臭味".to_string()), "{d:?}");
+    }
+
+    #[test]
+    fn a_shared_label_counts_like_a_keyword() {
+        let mut p = petition("5号楼楼道里堆放了很多杂物，进出都要侧着身子", "371082008");
+        p.category_label = Some("城建".into());
+        let d = router().route(&p);
+        assert_eq!(d.department, "street-008", "{d:?}");
+    }
+
+    #[test]
+    fn a_label_the_text_contradicts_is_only_a_hint() {
+        let mut p = petition(
+            "2号楼楼道被人堆放了旧沙发和杂物，消防通道都堵了",
+            "371082008",
+        );
+        p.category_label = Some("环境卫生".into());
+        let d = router().route(&p);
+        assert_eq!(d.department, "street-008", "{d:?}");
+        // With a word of its own department the label keeps its weight.
+        let mut p = petition("小区垃圾桶满了好几天没人来拉", "371082008");
+        p.category_label = Some("环境卫生".into());
+        let d = router().route(&p);
+        assert_eq!(d.department, "urban-management", "{d:?}");
+        assert_eq!(d.rule, Rule::ChannelLabel);
+    }
+
+    #[test]
+    fn a_label_the_list_does_not_know_is_read_for_keywords() {
+        let mut p = petition("对门装修把我家墙面弄裂了，一直不给说法", "371082009");
+        p.category_label = Some("社区/邻里纠纷".into());
+        let d = router().route(&p);
+        assert_eq!(d.department, "street-009", "{d:?}");
     }
 }

@@ -3,6 +3,10 @@
 //! communities) and the wording, as character bigrams.
 //!
 //! Numbers are normalized first, so 十四号楼 and 14号楼 are the same building.
+//!
+//! A report's details are [`Features`] (sets of names, read once per decision); an open
+//! case keeps them as [`CaseFeatures`]: names hashed to `u32` (FNV-1a, stable across
+//! restarts) in small sorted slices, so a million open cases fit in memory.
 
 use std::collections::BTreeSet;
 
@@ -84,10 +88,15 @@ pub struct Features {
     pub sides: BTreeSet<char>,
     /// Named businesses and sites (`宏远机械厂`, `老张烧烤`).
     pub entities: BTreeSet<String>,
-    /// Character bigrams of the normalized text, for wording similarity.
-    pub bigrams: BTreeSet<(char, char)>,
+    /// Communities and villages (`蜊江社区`, `屯口村`), as written: a street prefix may
+    /// come with them (`寻山寻山社区`), so two names are one place when one ends the other.
+    pub communities: BTreeSet<String>,
+    /// Character bigrams of the normalized text, hashed, sorted and unique: wording
+    /// similarity is their Jaccard index.
+    pub bigrams: Vec<u32>,
 }
 
+const COMMUNITY_SUFFIXES: &[&str] = &["社区", "小区", "村"];
 const ROAD_SUFFIXES: &[&str] = &["大道", "大街", "路", "街"];
 const ENTITY_SUFFIXES: &[&str] = &[
     "机械厂",
@@ -110,24 +119,79 @@ const ENTITY_SUFFIXES: &[&str] = &[
 /// Characters that end the name before a suffix: not part of any name.
 const STOPS: &[char] = &[
     '，', '。', '、', '与', '和', '在', '的', '是', '有', '个', '了', '附', '近', '门', '口', '边',
-    '旁', '里', '从', '到', '把', '被', '家', '我', '们', '你', '他', '这', '那', '举', '报', '反',
-    '映', '投', '诉', '某', '区', '镇', '村', '道', '市', '侧', '交', '叉',
+    '旁', '里', '从', '到', '把', '被', '我', '们', '你', '他', '这', '那', '举', '报', '反', '映',
+    '投', '诉', '某', '区', '镇', '村', '道', '市', '侧', '交', '叉', '号', '楼', '栋', '幢', '单',
+    '元', '层',
 ];
 
-fn is_name_char(c: char) -> bool {
-    ('\u{4e00}'..='\u{9fff}').contains(&c) && !STOPS.contains(&c)
-}
+/// Characters that end a community or village name: village names hold 口, 门, 里 (屯口村),
+/// so only the words around a name stop it.
+const COMMUNITY_STOPS: &[char] = &[
+    '，', '。', '、', '与', '和', '在', '的', '是', '有', '了', '从', '到', '我', '们', '你', '他',
+    '这', '那', '区', '镇', '道', '市', '县', '住', '附', '近', '诉', '报', '映', '向',
+];
 
 /// The name ending at byte `end` of `text` (up to `max` chars, at least 2).
 fn name_before(text: &str, end: usize, max: usize) -> Option<String> {
+    name_before_with(text, end, max, STOPS)
+}
+
+fn name_before_with(text: &str, end: usize, max: usize, stops: &[char]) -> Option<String> {
     let head = &text[..end];
     let name: Vec<char> = head
         .chars()
         .rev()
-        .take_while(|c| is_name_char(*c))
+        .take_while(|c| ('\u{4e00}'..='\u{9fff}').contains(c) && !stops.contains(c))
         .take(max)
         .collect();
     (name.len() >= 2).then(|| name.into_iter().rev().collect())
+}
+
+/// Byte spans of the road names in `text` (`观海路`, `成山大道`). Routing uses them too: a
+/// keyword that overlaps a road name (the 道路 of 成山大道路口) is not a word of the text.
+pub fn road_spans(text: &str) -> Vec<(usize, usize)> {
+    // Longest suffix first; a shorter one inside a road already found is not another road
+    // (the 街 of 石岛大街).
+    let mut covered: Vec<(usize, usize)> = Vec::new();
+    for suffix in ROAD_SUFFIXES {
+        for (pos, _) in text.match_indices(suffix) {
+            let end = pos + suffix.len();
+            if covered.iter().any(|&(s, e)| s <= pos && end <= e) {
+                continue;
+            }
+            // 路口/路面/路边… are parts of a road, 街道 an administrative area; 走路, 修路,
+            // 马路… are not road names.
+            let next = text[end..].chars().next();
+            if next.is_some_and(|c| "口面边段灯上旁况道".contains(c)) {
+                continue;
+            }
+            // 成山大道社区 is a community named after the road; the 路 of 铁路街 is inside
+            // a longer road name.
+            if text[end..].starts_with("社区")
+                || (*suffix == "路" && (next == Some('街') || text[end..].starts_with("大")))
+            {
+                continue;
+            }
+            let before = text[..pos].chars().next_back();
+            if before.is_some_and(|c| "走修让堵过占挡问出马上赶带".contains(c)) {
+                continue;
+            }
+            if let Some(name) = name_before(text, pos, 2) {
+                // A name does not reach into the road before it: 青山路铁路街 is 青山路
+                // and 铁路街, not 路铁路.
+                let mut start = pos - name.len();
+                for &(s, e) in &covered {
+                    if s < pos && e > start {
+                        start = start.max(e);
+                    }
+                }
+                if text[start..pos].chars().count() >= 2 {
+                    covered.push((start, end));
+                }
+            }
+        }
+    }
+    covered
 }
 
 pub fn features(text: &str) -> Features {
@@ -159,28 +223,13 @@ pub fn features(text: &str) -> Features {
             f.sides.insert(c);
         }
     }
-    // Longest suffix first; a shorter one inside a road already found is not another road
-    // (the 街 of 石岛大街).
-    let mut covered: Vec<(usize, usize)> = Vec::new();
-    for suffix in ROAD_SUFFIXES {
+    for (start, end) in road_spans(&text) {
+        f.roads.insert(text[start..end].to_string());
+    }
+    for suffix in COMMUNITY_SUFFIXES {
         for (pos, _) in text.match_indices(suffix) {
-            let end = pos + suffix.len();
-            if covered.iter().any(|&(s, e)| s <= pos && end <= e) {
-                continue;
-            }
-            // 路口/路面/路边… are parts of a road, 街道 an administrative area; 走路, 修路,
-            // 马路… are not road names.
-            let next = text[end..].chars().next();
-            if next.is_some_and(|c| "口面边段灯上旁况道".contains(c)) {
-                continue;
-            }
-            let before = text[..pos].chars().next_back();
-            if before.is_some_and(|c| "走修让堵过占挡问出马上赶带".contains(c)) {
-                continue;
-            }
-            if let Some(name) = name_before(&text, pos, 2) {
-                covered.push((pos - name.len(), end));
-                f.roads.insert(format!("{name}{suffix}"));
+            if let Some(name) = name_before_with(&text, pos, 4, COMMUNITY_STOPS) {
+                f.communities.insert(format!("{name}{suffix}"));
             }
         }
     }
@@ -195,37 +244,210 @@ pub fn features(text: &str) -> Features {
         .chars()
         .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation())
         .collect();
-    f.bigrams = content.windows(2).map(|w| (w[0], w[1])).collect();
+    let mut buf = [0u8; 8];
+    f.bigrams = content
+        .windows(2)
+        .map(|w| {
+            let a = w[0].encode_utf8(&mut buf[..4]).len();
+            let b = w[1].encode_utf8(&mut buf[a..]).len();
+            hash32(&buf[..a + b])
+        })
+        .collect();
+    f.bigrams.sort_unstable();
+    f.bigrams.dedup();
     f
 }
 
-/// Two non-empty sets that share nothing: the reports name different things.
-fn conflict<T: Ord>(a: &BTreeSet<T>, b: &BTreeSet<T>) -> bool {
-    !a.is_empty() && !b.is_empty() && a.is_disjoint(b)
+/// FNV-1a, 32 bits: stable across processes and restarts (unlike the std hasher), so
+/// restored cases hash their details as the ones that opened them.
+pub fn hash32(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
 }
 
-/// Why two reports cannot be one incident, if they cannot.
-pub fn place_conflict(a: &Features, b: &Features) -> Option<&'static str> {
-    if conflict(&a.buildings, &b.buildings) {
+fn hashed(names: &BTreeSet<String>) -> Box<[u32]> {
+    let mut v: Vec<u32> = names.iter().map(|n| hash32(n.as_bytes())).collect();
+    v.sort_unstable();
+    v.dedup();
+    v.into_boxed_slice()
+}
+
+fn side_bits(sides: &BTreeSet<char>) -> u8 {
+    sides.iter().fold(0, |bits, c| {
+        bits | match c {
+            '东' => 1,
+            '西' => 2,
+            '南' => 4,
+            '北' => 8,
+            _ => 0,
+        }
+    })
+}
+
+/// What an open case keeps of its reports' place details and wording.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaseFeatures {
+    pub buildings: Box<[u32]>,
+    pub units: Box<[u32]>,
+    /// Hashes of road names.
+    pub roads: Box<[u32]>,
+    /// 东 1, 西 2, 南 4, 北 8.
+    pub sides: u8,
+    /// Hashes of business names.
+    pub entities: Box<[u32]>,
+    /// Community names as written (compared by suffix, see [`Features::communities`]).
+    pub communities: Box<[Box<str>]>,
+    pub bigrams: Box<[u32]>,
+}
+
+impl CaseFeatures {
+    pub fn of(f: &Features) -> Self {
+        Self {
+            buildings: f.buildings.iter().copied().collect(),
+            units: f.units.iter().copied().collect(),
+            roads: hashed(&f.roads),
+            sides: side_bits(&f.sides),
+            entities: hashed(&f.entities),
+            communities: f.communities.iter().map(|c| c.as_str().into()).collect(),
+            bigrams: f.bigrams.clone().into_boxed_slice(),
+        }
+    }
+
+    /// Takes each place detail the case lacks from a report that joined it. The wording
+    /// stays the first report's: similarity is measured against it.
+    pub fn learn(&mut self, report: &Features) {
+        let other = Self::of(report);
+        if self.buildings.is_empty() {
+            self.buildings = other.buildings;
+        }
+        if self.units.is_empty() {
+            self.units = other.units;
+        }
+        if self.roads.is_empty() {
+            self.roads = other.roads;
+        }
+        if self.sides == 0 {
+            self.sides = other.sides;
+        }
+        if self.entities.is_empty() {
+            self.entities = other.entities;
+        }
+        if self.communities.is_empty() {
+            self.communities = other.communities;
+        }
+    }
+
+    /// Heap bytes held (for the memory budget per open case).
+    pub fn heap_bytes(&self) -> usize {
+        4 * (self.buildings.len()
+            + self.units.len()
+            + self.roads.len()
+            + self.entities.len()
+            + self.bigrams.len())
+            + self
+                .communities
+                .iter()
+                .map(|c| c.len() + std::mem::size_of::<Box<str>>())
+                .sum::<usize>()
+    }
+}
+
+/// Two non-empty sets that share nothing: the reports name different things.
+fn conflict(a: &[u32], b: &[u32]) -> bool {
+    !a.is_empty() && !b.is_empty() && !a.iter().any(|x| b.contains(x))
+}
+
+fn same_community(x: &str, y: &str) -> bool {
+    x.ends_with(y) || y.ends_with(x)
+}
+
+/// Why a report cannot be the incident of a case, if it cannot.
+pub fn conflict_with(r: &CaseFeatures, c: &CaseFeatures) -> Option<&'static str> {
+    if conflict(&r.buildings, &c.buildings) {
         return Some("another building");
     }
-    if conflict(&a.units, &b.units) {
+    if conflict(&r.units, &c.units) {
         return Some("another unit");
     }
-    if !a.roads.is_empty() && !b.roads.is_empty() && a.roads != b.roads {
+    if !r.roads.is_empty() && !c.roads.is_empty() && r.roads != c.roads {
         return Some("another road");
     }
-    if conflict(&a.sides, &b.sides) {
+    if r.sides != 0 && c.sides != 0 && r.sides & c.sides == 0 {
         return Some("another side of the crossing");
     }
-    if conflict(&a.entities, &b.entities) {
+    if conflict(&r.entities, &c.entities) {
         return Some("another business");
+    }
+    let shared = r
+        .communities
+        .iter()
+        .any(|x| c.communities.iter().any(|y| same_community(x, y)));
+    if !r.communities.is_empty() && !c.communities.is_empty() && !shared {
+        return Some("another community");
     }
     None
 }
 
-pub fn jaccard<T: Ord>(a: &BTreeSet<T>, b: &BTreeSet<T>) -> f64 {
-    let inter = a.intersection(b).count();
+/// Why two reports cannot be one incident, if they cannot.
+pub fn place_conflict(a: &Features, b: &Features) -> Option<&'static str> {
+    conflict_with(&CaseFeatures::of(a), &CaseFeatures::of(b))
+}
+
+/// The place details of a report that a case also names, for the decision's record.
+pub fn shared_places(r: &Features, c: &CaseFeatures) -> Vec<String> {
+    let mut out = Vec::new();
+    out.extend(
+        r.buildings
+            .iter()
+            .filter(|n| c.buildings.contains(n))
+            .map(|n| format!("building:{n}")),
+    );
+    out.extend(
+        r.units
+            .iter()
+            .filter(|n| c.units.contains(n))
+            .map(|n| format!("unit:{n}")),
+    );
+    out.extend(
+        r.roads
+            .iter()
+            .filter(|n| c.roads.contains(&hash32(n.as_bytes())))
+            .map(|n| format!("road:{n}")),
+    );
+    let bits = side_bits(&r.sides) & c.sides;
+    out.extend(
+        r.sides
+            .iter()
+            .filter(|s| side_bits(&[**s].into()) & bits != 0)
+            .map(|s| format!("side:{s}")),
+    );
+    out.extend(
+        r.entities
+            .iter()
+            .filter(|n| c.entities.contains(&hash32(n.as_bytes())))
+            .map(|n| format!("entity:{n}")),
+    );
+    out
+}
+
+/// Jaccard index of two sorted, unique hash lists.
+pub fn similarity(a: &[u32], b: &[u32]) -> f64 {
+    let (mut i, mut j, mut inter) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                inter += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
     let union = a.len() + b.len() - inter;
     if union == 0 {
         0.0
@@ -295,6 +517,45 @@ mod tests {
         let b =
             features("俚岛镇马栏湾村附近观海路与黄海路交叉口南侧自来水管爆了，两个月了还在冒水");
         assert_eq!(place_conflict(&a, &b), None);
-        assert!(jaccard(&a.bigrams, &b.bigrams) > 0.4);
+        assert!(similarity(&a.bigrams, &b.bigrams) > 0.4);
+    }
+
+    #[test]
+    fn a_road_name_does_not_reach_into_the_road_before_it() {
+        let roads = |t: &str| features(t).roads.into_iter().collect::<Vec<_>>();
+        assert_eq!(roads("青山路铁路街路口南侧路灯不亮"), ["铁路街", "青山路"]);
+        assert_eq!(
+            roads("青山路与铁路街交叉口南侧路灯不亮"),
+            ["铁路街", "青山路"]
+        );
+        // A community named after a road is not the road.
+        assert!(roads("成山大道社区11号楼电梯坏了").is_empty());
+    }
+
+    #[test]
+    fn village_and_community_names_are_found_without_the_words_around_them() {
+        let c = |t: &str| features(t).communities.into_iter().collect::<Vec<_>>();
+        // 口 ends shop names (门口), not village names.
+        assert_eq!(c("崂山街道屯口村17号楼停水"), ["屯口村"]);
+        assert_eq!(c("投诉铁路社区附近烧烤店油烟"), ["铁路社区"]);
+        // A town written before the village stays on it; suffixes make them one place.
+        let a = features("城西铁路社区阳光健身房油烟扰民");
+        let b = features("投诉铁路社区附近阳光健身房油烟扰民");
+        assert_eq!(place_conflict(&a, &b), None);
+        // A residential compound is a place of its own: 7号楼 there is not 石岛社区's.
+        let a = features("海景花园小区7号楼门禁坏了");
+        let b = features("石岛社区七号楼门禁坏了");
+        assert_eq!(place_conflict(&a, &b), Some("another community"));
+        let a = features("宁津所社区18号楼申请低保没有结果");
+        let b = features("东墩村18号楼申请低保没有结果");
+        assert_eq!(place_conflict(&a, &b), Some("another community"));
+    }
+
+    #[test]
+    fn a_business_name_does_not_take_the_building_before_it() {
+        let a = features("投诉南山村10号楼物业公司乱收费");
+        let b = features("南山村10号楼3单元物业公司乱收费");
+        assert!(a.entities.contains("物业公司"), "{:?}", a.entities);
+        assert_eq!(place_conflict(&a, &b), None);
     }
 }
