@@ -1,8 +1,8 @@
 //! The dispatcher's case state at scale, without Kafka: memory per open case, the time
 //! per decision (near-duplicate lookup + merge decision, and the whole decision with
 //! routing), and the CPU part of a restore (decoding the `petitions.cases` records and
-//! rebuilding state). Synthetic petitions in the sample's style, spread over six days so
-//! every case is open in the 7-day window.
+//! rebuilding state). Synthetic petitions in the sample's style, spread over 80% of the
+//! dedupe window so that every case is open.
 //!
 //! `cargo bench --bench case_state -- [REPORTS]` (default 100000). Prints Markdown
 //! rows for BENCHMARKS.md.
@@ -72,7 +72,7 @@ impl Generator {
             streets,
             rng: StdRng::seed_from_u64(seed),
             start: 1_795_000_000,
-            span: 6 * 24 * 3600,
+            span: DedupeSettings::default().window_secs * 4 / 5,
         }
     }
 
