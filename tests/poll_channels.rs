@@ -125,14 +125,24 @@ async fn supervision_clues_are_read_from_xml_pages_and_escalated() {
         assert_eq!(r.value["urgency"], "urgent");
         assert!(r.value["reported_at"].as_str().unwrap().ends_with("+08:00"));
     }
-    // Clues always escalate, besides going to their department.
+    // Clues always escalate, besides going to their department: every case they
+    // make (near-duplicate clues join one case) is escalated once.
+    let log = read_case_log(&cfg.prefix, 45, Duration::from_secs(1)).await;
+    assert_eq!(log.reports.len(), 45);
     let escalations = read_topics(
         &[format!("{}petitions.escalations", cfg.prefix)],
-        45,
+        log.cases.len(),
         Duration::from_secs(2),
     )
     .await;
-    assert_eq!(distinct_ids(&escalations, "/petition/id").len(), 45);
+    assert_eq!(escalations.len(), log.cases.len());
+    assert_eq!(
+        distinct_ids(&escalations, "/case_id").len(),
+        log.cases.len()
+    );
+    assert!(escalations
+        .iter()
+        .all(|r| log.cases.contains_key(r.value["case_id"].as_str().unwrap())));
     assert!(escalations
         .iter()
         .all(|r| r.value["routing"]["escalation_reasons"][0] == "channel:supervision"));
