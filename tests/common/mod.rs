@@ -157,6 +157,16 @@ pub async fn read_topics_until(
     done: impl Fn(&[Record]) -> bool,
     settle: Duration,
 ) -> Vec<Record> {
+    read_topics_within(topics, done, settle, Duration::from_secs(120)).await
+}
+
+/// `read_topics_until` with its own limit, for runs that take long on a busy machine.
+pub async fn read_topics_within(
+    topics: &[String],
+    done: impl Fn(&[Record]) -> bool,
+    settle: Duration,
+    limit: Duration,
+) -> Vec<Record> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", unique_prefix("reader"))
@@ -170,7 +180,7 @@ pub async fn read_topics_until(
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names).unwrap();
     let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + limit;
     let mut settle_until: Option<Instant> = None;
     loop {
         if settle_until.is_none() && done(&records) {
@@ -463,7 +473,16 @@ impl CaseLog {
 /// Reads `petitions.cases` until `reports` report records arrived; asserts that no case
 /// and no report was ever written twice (exactly once, not just "latest wins").
 pub async fn read_case_log(prefix: &str, reports: usize, settle: Duration) -> CaseLog {
-    let records = read_topics_until(
+    read_case_log_within(prefix, reports, settle, Duration::from_secs(120)).await
+}
+
+pub async fn read_case_log_within(
+    prefix: &str,
+    reports: usize,
+    settle: Duration,
+    limit: Duration,
+) -> CaseLog {
+    let records = read_topics_within(
         &[format!("{prefix}petitions.cases")],
         |records| {
             records
@@ -473,6 +492,7 @@ pub async fn read_case_log(prefix: &str, reports: usize, settle: Duration) -> Ca
                 >= reports
         },
         settle,
+        limit,
     )
     .await;
     let mut log = CaseLog {
