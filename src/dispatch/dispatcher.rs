@@ -431,10 +431,15 @@ impl Dispatcher {
         let (mut opened, mut merged, mut resent) = (0, 0, 0);
         for m in batch {
             let partition = m.partition();
+            // Every batch partition was restored before the transaction began; if one
+            // were not, skipping its record would commit its offset unhandled.
+            let state = states
+                .get_mut(&partition)
+                .ok_or(DispatchError::Transaction {
+                    stage: "finding the partition's restored state",
+                    source: KafkaError::Canceled,
+                })?;
             offsets.insert(partition, m.offset() + 1);
-            let Some(state) = states.get_mut(&partition) else {
-                continue; // restored before the transaction began
-            };
             let payload = m.payload().unwrap_or_default();
             let Some((value, petition)) = parse_petition(payload) else {
                 let record = serde_json::json!({
