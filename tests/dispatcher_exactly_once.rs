@@ -232,7 +232,16 @@ fn log_tail(dir: &Path, instance: &str) -> String {
                 && !l.contains("report merged")
         })
         .collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    // What the last incarnation did with each record: a resend treated as new would
+    // show up as opened or merged here.
+    let last = text.rsplit("joined its group").next().unwrap_or("");
+    format!(
+        "{}\nlast incarnation: {} resent, {} opened, {} merged",
+        lines[lines.len().saturating_sub(40)..].join("\n"),
+        last.matches("resent petition").count(),
+        last.matches("case opened").count(),
+        last.matches("report merged").count()
+    )
 }
 
 fn count_in_log(dir: &Path, instance: &str, needle: &str) -> usize {
