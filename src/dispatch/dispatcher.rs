@@ -26,7 +26,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -685,7 +685,8 @@ impl Dispatcher {
 
 fn parse_petition(payload: &[u8]) -> Option<(Value, Petition)> {
     let value: Value = serde_json::from_slice(payload).ok()?;
-    let petition: Petition = serde_json::from_value(value.clone()).ok()?;
+    // Deserialized from the borrowed value: no copy of the whole petition per record.
+    let petition = Petition::deserialize(&value).ok()?;
     Some((value, petition))
 }
 
