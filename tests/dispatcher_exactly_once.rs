@@ -222,7 +222,17 @@ fn count_uncommitted(topic: &str) -> usize {
 }
 
 /// The end of an instance's log, without per-petition lines, for failure messages.
+/// The whole logs are kept under `target/failed-test-logs/` to be read afterwards.
 fn log_tail(dir: &Path, instance: &str) -> String {
+    let kept = repo().join("target/failed-test-logs").join(
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    let _ = std::fs::create_dir_all(&kept);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let _ = std::fs::copy(entry.path(), kept.join(entry.file_name()));
+    }
     let text = std::fs::read_to_string(dir.join(format!("{instance}.log"))).unwrap_or_default();
     let lines: Vec<&str> = text
         .lines()
@@ -236,11 +246,12 @@ fn log_tail(dir: &Path, instance: &str) -> String {
     // show up as opened or merged here.
     let last = text.rsplit("joined its group").next().unwrap_or("");
     format!(
-        "{}\nlast incarnation: {} resent, {} opened, {} merged",
+        "{}\nlast incarnation: {} resent, {} opened, {} merged\nwhole logs kept in {}",
         lines[lines.len().saturating_sub(40)..].join("\n"),
         last.matches("resent petition").count(),
         last.matches("case opened").count(),
-        last.matches("report merged").count()
+        last.matches("report merged").count(),
+        kept.display()
     )
 }
 
