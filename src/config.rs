@@ -112,6 +112,10 @@ pub struct TopicSettings {
     /// Compacted: the dispatcher's cases and the reports linked to them, one partition
     /// per inbound partition; the state a dispatcher restores on assignment.
     pub cases: String,
+    /// Each channel's callback outbox is `<callbacks>.<channel>`, keyed by case id.
+    pub callbacks: String,
+    /// Due-soon and overdue alerts.
+    pub alerts: String,
 }
 
 impl Default for TopicSettings {
@@ -126,6 +130,8 @@ impl Default for TopicSettings {
             poll_cursors: "gateway.poll-cursors".into(),
             poll_leases: "gateway.poll-leases".into(),
             cases: "petitions.cases".into(),
+            callbacks: "callbacks".into(),
+            alerts: "petitions.alerts".into(),
         }
     }
 }
@@ -133,6 +139,11 @@ impl Default for TopicSettings {
 impl TopicSettings {
     pub fn name(&self, topic: &str) -> String {
         format!("{}{topic}", self.prefix)
+    }
+
+    /// A channel's callback outbox.
+    pub fn callbacks_topic(&self, channel: &str) -> String {
+        format!("{}{}.{channel}", self.prefix, self.callbacks)
     }
 }
 

@@ -67,7 +67,11 @@ pub async fn import(
     let publisher = Publisher::new(&settings.kafka).map_err(ImportError::Client)?;
     ensure_topics(
         &settings.kafka,
-        &crate::server::gateway_topics(settings, &loaded.responsibility),
+        &crate::server::gateway_topics(
+            settings,
+            &loaded.responsibility,
+            &crate::server::callback_channels(&loaded.connectors),
+        ),
     )
     .await?;
     let ctx = IntakeContext {

@@ -121,7 +121,11 @@ pub async fn start(
         }
     }));
 
-    let topic_specs = gateway_topics(&settings, &loaded.responsibility);
+    let topic_specs = gateway_topics(
+        &settings,
+        &loaded.responsibility,
+        &callback_channels(&loaded.connectors),
+    );
     // Tasks that need the topics wait for this to turn true.
     let (topics_ready_tx, topics_ready) = tokio::sync::watch::channel(false);
     let probe = Arc::new(HealthProbe::new(&settings.kafka)?);
@@ -248,6 +252,7 @@ pub async fn start(
             settings.dedupe.settings(),
             list_handle.clone(),
             addr.port(),
+            callback_channels(&loaded.connectors).into_iter().collect(),
         );
         let cancel = cancel.clone();
         let mut topics_ready = topics_ready.clone();
@@ -271,9 +276,19 @@ pub async fn start(
 }
 
 /// Every topic the gateway writes or reads, created at startup when missing.
+/// The channels whose connector declares a status callback.
+pub fn callback_channels(connectors: &[crate::config::LoadedConnector]) -> Vec<String> {
+    connectors
+        .iter()
+        .filter(|c| c.definition.name() != "open311")
+        .map(|c| c.definition.name().to_string())
+        .collect()
+}
+
 pub fn gateway_topics(
     settings: &crate::config::Settings,
     list: &crate::dispatch::responsibility::ResponsibilityList,
+    callback_channels: &[String],
 ) -> Vec<TopicSpec> {
     let t = &settings.topics;
     let mut topic_specs: Vec<TopicSpec> = [
@@ -282,10 +297,16 @@ pub fn gateway_topics(
         &t.triage,
         &t.escalations,
         &t.feedback,
+        &t.alerts,
     ]
     .iter()
     .map(|name| TopicSpec::plain(t.name(name)))
     .collect();
+    topic_specs.extend(
+        callback_channels
+            .iter()
+            .map(|c| TopicSpec::plain(t.callbacks_topic(c))),
+    );
     topic_specs.extend(
         list.departments
             .iter()

@@ -9,6 +9,7 @@
 
 use super::dedupe::{CaseSeed, DedupeSettings, Deduper, MergeDecision, Report};
 use super::router::{Router, RoutingDecision};
+use crate::lifecycle::Lifecycle;
 use crate::petition::Petition;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -62,13 +63,16 @@ pub struct ReportEntry {
     pub problem: Vec<String>,
 }
 
-/// A record of the `petitions.cases` topic. Keys: `case/<id>` and `report/<id>` (a
-/// case's id is its first report's id, so the prefixes keep compaction apart).
+/// A record of the `petitions.cases` topic. Keys: `case/<id>`, `report/<id>` and
+/// `lifecycle/<id>` (a case's id is its first report's id, so the prefixes keep
+/// compaction apart). Case and report records are written once; a case's lifecycle is
+/// written whole after every change, so compaction keeps the latest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CaseLogEntry {
     Case(CaseEntry),
     Report(ReportEntry),
+    Lifecycle(Lifecycle),
 }
 
 impl CaseLogEntry {
@@ -76,6 +80,7 @@ impl CaseLogEntry {
         match self {
             CaseLogEntry::Case(c) => format!("case/{}", c.case_id),
             CaseLogEntry::Report(r) => format!("report/{}", r.petition_id),
+            CaseLogEntry::Lifecycle(l) => format!("lifecycle/{}", l.case_id),
         }
     }
 
@@ -84,6 +89,8 @@ impl CaseLogEntry {
         match self {
             CaseLogEntry::Case(c) => (c.seq, 0),
             CaseLogEntry::Report(r) => (r.seq, 1),
+            // After everything else, in topic order (the sort is stable): the last wins.
+            CaseLogEntry::Lifecycle(_) => (i64::MAX, 2),
         }
     }
 }
@@ -143,6 +150,8 @@ pub struct CaseState {
     seen: HashMap<u128, u128>,
     escalated: HashSet<u128>,
     deduper: Deduper,
+    /// Cases not yet closed or rejected: where they are, their deadline, their sources.
+    lifecycles: HashMap<u128, Lifecycle>,
 }
 
 /// When and by which list a decision was made; not part of what is decided.
@@ -159,6 +168,7 @@ impl CaseState {
             seen: HashMap::new(),
             escalated: HashSet::new(),
             deduper: Deduper::new(settings),
+            lifecycles: HashMap::new(),
         }
     }
 
@@ -170,6 +180,16 @@ impl CaseState {
     /// Cases open for merging.
     pub fn open_cases(&self) -> usize {
         self.deduper.len()
+    }
+
+    /// A case's lifecycle, while it is neither closed nor rejected.
+    pub fn lifecycle(&self, case_id: &str) -> Option<&Lifecycle> {
+        self.lifecycles.get(&id_key(case_id))
+    }
+
+    /// Cases neither closed nor rejected.
+    pub fn lifecycles(&self) -> impl Iterator<Item = &Lifecycle> {
+        self.lifecycles.values()
     }
 
     /// The near-duplicate stage's view (benchmarks measure its lookups alone).
@@ -301,6 +321,15 @@ impl CaseState {
                             problem: &r.problem,
                         },
                     );
+                }
+            }
+            CaseLogEntry::Lifecycle(l) => {
+                // Finished cases leave memory; the ledger keeps their history.
+                if l.phase.terminal() {
+                    self.lifecycles.remove(&id_key(&l.case_id));
+                    self.deduper.close(&l.case_id);
+                } else {
+                    self.lifecycles.insert(id_key(&l.case_id), l.clone());
                 }
             }
         }

@@ -20,6 +20,7 @@ use super::reload::ListHandle;
 use super::router::RoutingDecision;
 use crate::config::{DispatcherSettings, KafkaSettings, TopicSettings};
 use crate::kafka::cloudevents::{new_span_id, CloudEvent};
+use crate::lifecycle::{Effects, Lifecycle, Source};
 use crate::petition::Petition;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -28,7 +29,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -149,6 +150,8 @@ pub struct Dispatcher {
     list: ListHandle,
     instance: String,
     transactional_id: String,
+    /// Channels that take status callbacks (Open311 clients poll instead).
+    callback_channels: Arc<HashSet<String>>,
 }
 
 /// Runs a blocking Kafka call off the async threads.
@@ -168,6 +171,7 @@ impl Dispatcher {
         dedupe: DedupeSettings,
         list: ListHandle,
         listen_port: u16,
+        callback_channels: HashSet<String>,
     ) -> Self {
         let instance = if settings.instance_id.is_empty() {
             default_instance_id(listen_port)
@@ -183,6 +187,7 @@ impl Dispatcher {
             list,
             instance,
             transactional_id,
+            callback_channels: Arc::new(callback_channels),
         }
     }
 
@@ -541,7 +546,19 @@ impl Dispatcher {
                 }
             }
             let cases_topic = self.topics.name(&self.topics.cases);
-            for entry in outcome.log_entries() {
+            let mut entries = outcome.log_entries();
+            if let Some((lifecycle, fx)) = lifecycle_move(&outcome, &petition, state, now) {
+                let list = &list.router;
+                let name = |code: &str| list.list().department(code).map(|d| d.name.clone());
+                let takes = |channel: &str| self.callback_channels.contains(channel);
+                let at = now.timestamp();
+                for cb in crate::lifecycle::callbacks(&lifecycle, &fx, at, &takes, &name) {
+                    let topic = self.topics.callbacks_topic(&cb.channel);
+                    self.send(producer, &topic, None, &cb.case_id, &cb, None)?;
+                }
+                entries.push(CaseLogEntry::Lifecycle(lifecycle));
+            }
+            for entry in entries {
                 self.send(
                     producer,
                     &cases_topic,
@@ -550,8 +567,8 @@ impl Dispatcher {
                     &entry,
                     None,
                 )?;
+                state.apply_entry(&entry);
             }
-            state.apply(&outcome);
         }
 
         let mut tpl = TopicPartitionList::new();
@@ -766,6 +783,42 @@ pub fn restore_partition(
     }
     let _ = consumer.unassign();
     Ok((CaseState::restore(settings, entries), records))
+}
+
+/// The lifecycle move a new case or a merged report makes, with what it asks for. A
+/// merge into a case that has no lifecycle (opened before lifecycles existed, or
+/// already finished) moves nothing.
+fn lifecycle_move(
+    outcome: &Outcome,
+    petition: &Petition,
+    state: &CaseState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<(Lifecycle, Effects)> {
+    let source = Source {
+        petition_id: petition.id.clone(),
+        channel: petition.channel.clone(),
+        source_id: petition.source_id.clone(),
+        reporter_name: petition.reporter.name.clone(),
+        joined_at: now.timestamp(),
+    };
+    match outcome {
+        Outcome::Resent { .. } => None,
+        Outcome::Opened { case, .. } => Some(Lifecycle::opened(
+            &case.case_id,
+            &case.department,
+            case.sla_hours,
+            case.escalated,
+            source,
+            now.timestamp(),
+        )),
+        Outcome::Merged {
+            report, escalates, ..
+        } => {
+            let mut lifecycle = state.lifecycle(&report.case_id)?.clone();
+            let fx = lifecycle.merged(source, *escalates, now.timestamp());
+            Some((lifecycle, fx))
+        }
+    }
 }
 
 /// Stable across restarts on one host and unique per listener, so a restarted instance

@@ -46,7 +46,10 @@ impl Phase {
 
     /// A department is working on it, so the SLA clock runs.
     pub fn working(self) -> bool {
-        matches!(self, Phase::Dispatched | Phase::Accepted | Phase::InProgress)
+        matches!(
+            self,
+            Phase::Dispatched | Phase::Accepted | Phase::InProgress
+        )
     }
 
     pub fn terminal(self) -> bool {
@@ -265,7 +268,14 @@ impl Lifecycle {
         fx.notices.push(Notice::all("received", None));
         fx.notices.push(Notice::all("accepted", None));
         if department != TRIAGE {
-            c.dispatch(department, sla_hours.unwrap_or(72), at, "gateway", None, &mut fx);
+            c.dispatch(
+                department,
+                sla_hours.unwrap_or(72),
+                at,
+                "gateway",
+                None,
+                &mut fx,
+            );
         }
         if escalated {
             c.record("escalated", at, "gateway", None, None);
@@ -433,11 +443,20 @@ impl Lifecycle {
             return Err(Refusal::Illegal {
                 case_id: self.case_id.clone(),
                 phase: self.phase.as_str(),
-                status: if f.satisfied { "satisfied" } else { "not satisfied" }.into(),
+                status: if f.satisfied {
+                    "satisfied"
+                } else {
+                    "not satisfied"
+                }
+                .into(),
             });
         }
         let mut fx = Effects::default();
-        let status = if f.satisfied { "satisfied" } else { "dissatisfied" };
+        let status = if f.satisfied {
+            "satisfied"
+        } else {
+            "dissatisfied"
+        };
         self.record(status, at, &f.channel, None, f.comment.clone());
         if f.satisfied {
             self.phase = Phase::Closed;
@@ -501,7 +520,12 @@ impl Lifecycle {
 
     /// The next moment `tick` can change something, to schedule the timer.
     pub fn next_due(&self, timing: Timing) -> Option<i64> {
-        match (self.phase, self.dispatched_at, self.deadline, self.resolved_at) {
+        match (
+            self.phase,
+            self.dispatched_at,
+            self.deadline,
+            self.resolved_at,
+        ) {
             (p, Some(from), Some(deadline), _) if p.working() => {
                 if !self.due_soon_alerted {
                     Some(from + ((deadline - from) as f64 * timing.due_soon_share) as i64)
@@ -710,7 +734,8 @@ mod tests {
     #[test]
     fn skipping_a_step_forward_is_legal() {
         let mut c = opened();
-        c.apply(&event("resolved", "water"), T0 + 10, &List).unwrap();
+        c.apply(&event("resolved", "water"), T0 + 10, &List)
+            .unwrap();
         assert_eq!(c.phase, Phase::Resolved);
     }
 
@@ -754,7 +779,9 @@ mod tests {
         c.apply(&e, T0 + 1, &List).unwrap();
         assert_eq!(c.department, "housing");
         assert!(c.apply(&event("accepted", "water"), T0 + 2, &List).is_err());
-        assert!(c.apply(&event("accepted", "housing"), T0 + 2, &List).is_ok());
+        assert!(c
+            .apply(&event("accepted", "housing"), T0 + 2, &List)
+            .is_ok());
     }
 
     #[test]
@@ -787,7 +814,10 @@ mod tests {
         assert_eq!(fx.dispatch_to.as_deref(), Some("water"));
         assert_eq!((c.phase, c.reopened), (Phase::Dispatched, 1));
         assert_eq!(c.deadline, Some(T0 + 2 * HOUR + 72 * HOUR));
-        assert!(c.history.iter().any(|h| h.note.as_deref() == Some("还是不亮")));
+        assert!(c
+            .history
+            .iter()
+            .any(|h| h.note.as_deref() == Some("还是不亮")));
         // Feedback before resolution changes nothing.
         assert!(c.feedback(&unhappy, T0 + 3 * HOUR).is_err());
         c.apply(&event("resolved", "water"), T0 + 4 * HOUR, &List)
@@ -865,7 +895,11 @@ mod tests {
     #[test]
     fn the_center_escalates_once_and_reopens_a_closed_case() {
         let mut c = opened();
-        assert!(c.apply(&event("escalated", CENTER), T0, &List).unwrap().escalate);
+        assert!(
+            c.apply(&event("escalated", CENTER), T0, &List)
+                .unwrap()
+                .escalate
+        );
         assert!(matches!(
             c.apply(&event("escalated", CENTER), T0, &List),
             Err(Refusal::Stale { .. })

@@ -3,8 +3,10 @@
 //! to every source of the case.
 
 pub mod machine;
+pub mod notify;
 
 pub use machine::{
     Alert, AlertKind, Departments, Effects, Feedback, HistoryEntry, Lifecycle, Notice, Phase,
     Refusal, Source, StatusEvent, Timing, CENTER, TRIAGE,
 };
+pub use notify::{callbacks, OutboxCallback};

@@ -491,6 +491,13 @@ impl Deduper {
         }
     }
 
+    /// A case closed or rejected: later reports of the same place open a new case.
+    pub fn close(&mut self, case_id: &str) {
+        if let Some(&slot) = self.by_id.get(case_id) {
+            self.remove(slot);
+        }
+    }
+
     /// Drops the cases whose window closed before `now`.
     fn expire(&mut self, now: i64) {
         while let Some(&Reverse((opened_at, slot))) = self.expiry.peek() {
