@@ -458,6 +458,8 @@ pub struct CaseLog {
     pub cases: HashMap<String, Value>,
     /// Petition id → its report record (which case it is in, and why).
     pub reports: HashMap<String, Value>,
+    /// Case id → its latest lifecycle record.
+    pub lifecycles: HashMap<String, Value>,
 }
 
 impl CaseLog {
@@ -498,6 +500,7 @@ pub async fn read_case_log_within(
     let mut log = CaseLog {
         cases: HashMap::new(),
         reports: HashMap::new(),
+        lifecycles: HashMap::new(),
     };
     for r in records {
         let key = r.key.clone().unwrap();
@@ -518,7 +521,54 @@ pub async fn read_case_log_within(
                     "report {id} written twice"
                 );
             }
+            // Rewritten whole after every move: each version must add to the history,
+            // a move applied twice would not.
+            "lifecycle" => {
+                let id = r.value["case_id"].as_str().unwrap().to_string();
+                assert_eq!(key, format!("lifecycle/{id}"));
+                let len = |v: &Value| v["history"].as_array().map_or(0, Vec::len);
+                if let Some(before) = log.lifecycles.get(&id) {
+                    assert!(
+                        len(&r.value) > len(before),
+                        "case {id}: a lifecycle version repeats or goes back: {before} then {}",
+                        r.value
+                    );
+                }
+                log.lifecycles.insert(id, r.value);
+            }
             other => panic!("unknown case record type {other}"),
+        }
+    }
+    if !settle.is_zero() {
+        for case in log.cases.keys() {
+            assert!(log.lifecycles.contains_key(case), "case {case} has no lifecycle");
+        }
+    }
+    // Every report is a source of its case's lifecycle, once.
+    for (case, lifecycle) in &log.lifecycles {
+        let mut sources: Vec<&str> = lifecycle["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["petition_id"].as_str().unwrap())
+            .collect();
+        sources.sort_unstable();
+        let mut reports: Vec<&str> = log
+            .reports
+            .iter()
+            .filter(|(_, r)| r["case_id"] == case.as_str())
+            .map(|(p, _)| p.as_str())
+            .collect();
+        reports.sort_unstable();
+        for s in &sources {
+            assert!(
+                reports.binary_search(s).is_ok(),
+                "case {case}: source {s} is not one of its reports"
+            );
+        }
+        // Read on after the last report: the lifecycle written with it has come too.
+        if !settle.is_zero() {
+            assert_eq!(sources, reports, "case {case}: sources and reports differ");
         }
     }
     for (p, r) in &log.reports {
