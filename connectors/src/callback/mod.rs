@@ -708,3 +708,6 @@ fn render_value(template: &str, ctx: &Context<'_>) -> Result<Value, String> {
     }
     render_text(template, ctx).map(Value::String)
 }
+
+#[cfg(test)]
+mod tests;
