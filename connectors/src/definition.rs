@@ -2,6 +2,7 @@
 
 use crate::answer::AnswerSpec;
 use crate::auth::AuthScheme;
+use crate::callback::CallbackSpec;
 use crate::transforms::Transform;
 use serde::Deserialize;
 use serde_json::Value;
@@ -36,6 +37,10 @@ pub struct ConnectorDefinition {
     pub connector: ConnectorMeta,
     pub intake: Intake,
     pub mapping: Vec<FieldRule>,
+    /// How the channel is told about status changes; channels that poll us for status
+    /// (Open311) have none.
+    #[serde(default)]
+    pub callback: Option<CallbackSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,11 +243,15 @@ impl ConnectorDefinition {
 
     /// Parses and validates; `file` only names the source in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Self, DefinitionError> {
-        let def: ConnectorDefinition =
+        let mut def: ConnectorDefinition =
             toml::from_str(text).map_err(|e| DefinitionError::Parse {
                 file: file.to_path_buf(),
                 message: e.to_string().trim_end().replace('\n', " | "),
             })?;
+        let name = def.connector.name.clone();
+        if let Some(callback) = def.callback.as_mut() {
+            callback.set_connector(&name);
+        }
         let problems = def.problems();
         if problems.is_empty() {
             Ok(def)
@@ -270,6 +279,10 @@ impl ConnectorDefinition {
             Intake::Poll(poll) => Some(poll),
             Intake::Push(_) => None,
         }
+    }
+
+    pub fn callback(&self) -> Option<&CallbackSpec> {
+        self.callback.as_ref()
     }
 
     pub fn auth(&self) -> &AuthScheme {
@@ -372,6 +385,10 @@ impl ConnectorDefinition {
         }
         if self.auth().secret_key().is_empty() {
             problems.push("intake.auth.secret: must name a settings key".into());
+        }
+
+        if let Some(callback) = &self.callback {
+            problems.extend(callback.problems("callback"));
         }
 
         let mut seen = std::collections::HashSet::new();
