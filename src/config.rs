@@ -26,6 +26,8 @@ pub struct Settings {
     #[serde(default)]
     pub dispatcher: DispatcherSettings,
     #[serde(default)]
+    pub responder: ResponderSettings,
+    #[serde(default)]
     pub dedupe: DedupeConfig,
     #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorSettings>,
@@ -114,8 +116,12 @@ pub struct TopicSettings {
     pub cases: String,
     /// Each channel's callback outbox is `<callbacks>.<channel>`, keyed by case id.
     pub callbacks: String,
-    /// Due-soon and overdue alerts.
+    /// Due-soon and overdue alerts, and callbacks given up.
     pub alerts: String,
+    /// Compacted: each callback's final state (delivered, not applicable, dead).
+    pub callback_delivery: String,
+    /// Callbacks given up, with every attempt's outcome.
+    pub callbacks_dead: String,
 }
 
 impl Default for TopicSettings {
@@ -132,6 +138,8 @@ impl Default for TopicSettings {
             cases: "petitions.cases".into(),
             callbacks: "callbacks".into(),
             alerts: "petitions.alerts".into(),
+            callback_delivery: "callbacks.delivery".into(),
+            callbacks_dead: "callbacks.dead".into(),
         }
     }
 }
@@ -161,6 +169,29 @@ pub struct RoutingSettings {
 
 fn default_reload_interval_ms() -> u64 {
     2000
+}
+
+/// Callback delivery: the retry budget per callback.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponderSettings {
+    pub enabled: bool,
+    /// Attempts per callback before it goes to the dead letters (with the defaults,
+    /// about 15 minutes of retrying).
+    pub max_attempts: u32,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for ResponderSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_attempts: 40,
+            retry_initial_ms: 500,
+            retry_max_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,6 +236,10 @@ pub struct ConnectorSettings {
     pub definition: Option<PathBuf>,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Send this channel status callbacks (when its connector declares them). Off, its
+    /// sources hear nothing back: for intake-only deployments and tests.
+    #[serde(default = "default_true")]
+    pub callbacks: bool,
     #[serde(flatten)]
     pub secrets: BTreeMap<String, String>,
 }
@@ -244,6 +279,10 @@ pub struct LoadedConnector {
     pub file: PathBuf,
     /// The channel's base URL (`{base}` in poll and callback URLs).
     pub base: Option<String>,
+    /// Whether the gateway sends this channel status callbacks.
+    pub callbacks: bool,
+    /// The connector's deployment settings (base URL, secrets) by key.
+    pub settings: BTreeMap<String, String>,
 }
 
 /// Everything `run` needs, validated.
@@ -320,6 +359,9 @@ fn merge_connector_keys(
                 if c.definition.is_some() {
                     existing.definition = c.definition;
                 }
+                // Both default to on: only an explicit `false` says something.
+                existing.enabled &= c.enabled;
+                existing.callbacks &= c.callbacks;
                 existing.secrets.extend(c.secrets);
             }
             None => {
@@ -504,17 +546,34 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
             .secrets
             .get("base")
             .map(|b| b.trim_end_matches('/').to_string());
-        if def.poll().is_some() {
+        let callbacks = c.callbacks && def.callback().is_some();
+        if callbacks {
+            if let Some(spec) = def.callback() {
+                for k in spec.settings_keys() {
+                    if c.secrets.get(k).is_none_or(|v| v.trim().is_empty()) {
+                        push(
+                            &format!("{key}.{k}"),
+                            format!(
+                                "the connector sends status callbacks and needs this setting (or set {key}.callbacks = false); env {}",
+                                env_var_for(&format!("{key}.{k}"))
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if def.poll().is_some() || callbacks {
             match &base {
                 Some(b) if b.starts_with("http://") || b.starts_with("https://") => {}
                 Some(b) => push(
                     &format!("{key}.base"),
                     format!("{b:?} is not an http(s) URL"),
                 ),
-                None => push(
+                None if def.poll().is_some() => push(
                     &format!("{key}.base"),
                     "a poll connector needs the channel's base URL".into(),
                 ),
+                None => {}
             }
         }
         let secret_key = def.auth().secret_key().to_string();
@@ -534,6 +593,8 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
             secret,
             file: def_file,
             base,
+            callbacks,
+            settings: c.secrets.clone(),
         });
     }
 
@@ -575,6 +636,7 @@ mod tests {
             ConnectorSettings {
                 definition: Some("c.toml".into()),
                 enabled: true,
+                callbacks: true,
                 secrets: BTreeMap::new(),
             },
         );
@@ -583,12 +645,14 @@ mod tests {
             ConnectorSettings {
                 definition: None,
                 enabled: true,
+                callbacks: false,
                 secrets: [("secret".to_string(), "s".to_string())].into(),
             },
         );
         let merged = merge_connector_keys(m);
         assert_eq!(merged.len(), 1);
         assert_eq!(merged["city-app"].secrets["secret"], "s");
+        assert!(!merged["city-app"].callbacks, "an explicit false is kept");
         assert_eq!(merged["city-app"].definition, Some(PathBuf::from("c.toml")));
     }
 }

@@ -17,5 +17,6 @@ pub mod lifecycle;
 pub mod normalize;
 pub mod petition;
 pub mod replay;
+pub mod respond;
 pub mod server;
 pub mod watch;

@@ -244,6 +244,32 @@ pub async fn start(
         }));
     }
 
+    if settings.responder.enabled {
+        for sender in crate::respond::senders(
+            &loaded.connectors,
+            &settings.kafka,
+            &settings.topics,
+            &settings.responder,
+        ) {
+            let sender = match sender {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a callback sender");
+                    continue;
+                }
+            };
+            let cancel = cancel.clone();
+            let mut topics_ready = topics_ready.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = topics_ready.wait_for(|ready| *ready) => {}
+                }
+                sender.run(cancel).await;
+            }));
+        }
+    }
+
     if settings.dispatcher.enabled {
         let dispatcher = Dispatcher::new(
             &settings.kafka,
@@ -280,7 +306,7 @@ pub async fn start(
 pub fn callback_channels(connectors: &[crate::config::LoadedConnector]) -> Vec<String> {
     connectors
         .iter()
-        .filter(|c| c.definition.name() != "open311")
+        .filter(|c| c.callbacks)
         .map(|c| c.definition.name().to_string())
         .collect()
 }
@@ -298,6 +324,7 @@ pub fn gateway_topics(
         &t.escalations,
         &t.feedback,
         &t.alerts,
+        &t.callbacks_dead,
     ]
     .iter()
     .map(|name| TopicSpec::plain(t.name(name)))
@@ -312,6 +339,11 @@ pub fn gateway_topics(
             .iter()
             .map(|d| TopicSpec::plain(t.name(&d.topic))),
     );
+    topic_specs.push(TopicSpec {
+        name: t.name(&t.callback_delivery),
+        partitions: None,
+        compacted: true,
+    });
     // As many partitions as inbound (both take the default): see the dispatcher.
     topic_specs.push(TopicSpec {
         name: t.name(&t.cases),

@@ -1,7 +1,8 @@
 //! A case's life as its sources hear it: the dispatcher writes each move of a case to
 //! `petitions.cases` (`lifecycle/<id>`) and one callback per move and source to the
-//! source channel's outbox (`callbacks.<channel>`), in the same transaction. Real broker,
-//! the gateway in-process, petitions over HTTP.
+//! source channel's outbox (`callbacks.<channel>`), in the same transaction; the
+//! channel's callback sender delivers them to the channel (the hotline simulator) in its
+//! own format and codes. Real broker, the gateway in-process, petitions over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -21,7 +22,15 @@ fn order(id: &str, name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_source_of_a_case_hears_its_moves_in_order() {
-    let cfg = write_config("lifecycle", true, None);
+    let hotline = Sim::start("hotline", None, &["--secret", TOKEN]);
+    let cfg = config_with(
+        "lifecycle",
+        true,
+        tempfile::tempdir().unwrap(),
+        &[Connector::shipped("hotline")
+            .with("base", hotline.url.clone())
+            .with("callbacks", "true")],
+    );
     let gw = start(&cfg.file).await;
     wait_ready(&gw, true).await;
 
@@ -32,7 +41,7 @@ async fn every_source_of_a_case_hears_its_moves_in_order() {
 
     let outbox = read_topics(
         &[format!("{}callbacks.hotline", cfg.prefix)],
-        5,
+        4,
         Duration::from_secs(2),
     )
     .await;
@@ -43,7 +52,7 @@ async fn every_source_of_a_case_hears_its_moves_in_order() {
             .map(|r| r.value["status"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(heard(&first_id), ["received", "accepted", "dispatched"]);
+    assert_eq!(heard(&first_id), ["received", "dispatched"]);
     assert_eq!(heard(&second_id), ["received", "merged"]);
     for r in &outbox {
         // One case, one key: its callbacks stay in order on one partition.
@@ -94,5 +103,33 @@ async fn every_source_of_a_case_hears_its_moves_in_order() {
         .map(|h| h["status"].as_str().unwrap())
         .collect();
     assert_eq!(history, ["received", "accepted", "dispatched", "merged"]);
+
+    // The hotline got each work order's updates in its own codes, in order:
+    // 01 受理, 02 已派单 for the first, 01 and 06 已并单 for the merged one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let received = loop {
+        let received = hotline.get("/_sim/received").await;
+        let received = received.as_array().unwrap().clone();
+        if received.len() >= 4 || std::time::Instant::now() > deadline {
+            break received;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let codes = |gdbh: &str| -> Vec<String> {
+        received
+            .iter()
+            .filter(|r| r["body"]["gdbh"] == gdbh)
+            .map(|r| {
+                assert_eq!(r["accepted"], true, "{r}");
+                assert_eq!(r["path"], "/api/gd/fk");
+                r["body"]["zt"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    assert_eq!(codes("LC-1"), ["01", "02"]);
+    assert_eq!(codes("LC-2"), ["01", "06"]);
+    assert_eq!(received.len(), 4, "nothing else was sent: {received:?}");
+    let dispatched = received.iter().find(|r| r["body"]["zt"] == "02").unwrap();
+    assert!(!dispatched["body"]["blbm"].as_str().unwrap().is_empty());
     gw.shutdown().await;
 }

@@ -180,3 +180,27 @@ fn a_missing_file_is_reported_not_panicked() {
         "{text}"
     );
 }
+
+#[test]
+fn a_callback_channel_without_its_base_url_is_refused_unless_callbacks_are_off() {
+    let (_d, file) = broken(|d| {
+        replace(
+            &d.join("config/gateway.toml"),
+            "base = \"http://127.0.0.1:9304\"",
+            "",
+        )
+    });
+    let (ok, text) = check(&file, &[]);
+    assert!(!ok);
+    assert!(text.contains("connectors.city-app.base"), "{text}");
+    assert!(text.contains("callbacks = false"), "{text}");
+    let (_d, file) = broken(|d| {
+        replace(
+            &d.join("config/gateway.toml"),
+            "base = \"http://127.0.0.1:9304\"",
+            "callbacks = false",
+        )
+    });
+    let (ok, text) = check(&file, &[]);
+    assert!(ok, "{text}");
+}

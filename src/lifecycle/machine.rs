@@ -263,10 +263,11 @@ impl Lifecycle {
             history: Vec::new(),
         };
         let mut fx = Effects::default();
+        // The center took it in (受理): the channels' "received" codes say exactly that
+        // (hotline 01 受理); `accepted` is the department's word, sent when it accepts.
         c.record("received", at, "gateway", None, None);
         c.record("accepted", at, "gateway", None, None);
         fx.notices.push(Notice::all("received", None));
-        fx.notices.push(Notice::all("accepted", None));
         if department != TRIAGE {
             c.dispatch(
                 department,
@@ -704,13 +705,13 @@ mod tests {
     fn a_new_case_is_received_accepted_and_dispatched_with_its_deadline() {
         let (c, fx) =
             Lifecycle::opened("c1", "water", Some(72), false, source("c1", "hotline"), T0);
-        assert_eq!(statuses(&fx), ["received", "accepted", "dispatched"]);
+        assert_eq!(statuses(&fx), ["received", "dispatched"]);
         assert_eq!(fx.dispatch_to.as_deref(), Some("water"));
         assert_eq!(c.phase, Phase::Dispatched);
         assert_eq!(c.deadline, Some(T0 + 72 * HOUR));
         let (t, fx) = Lifecycle::opened("c2", TRIAGE, None, true, source("c2", "hotline"), T0);
         assert_eq!(t.phase, Phase::Triage);
-        assert_eq!(statuses(&fx), ["received", "accepted", "escalated"]);
+        assert_eq!(statuses(&fx), ["received", "escalated"]);
         assert!(fx.escalate && fx.dispatch_to.is_none() && t.deadline.is_none());
     }
 

@@ -109,9 +109,9 @@ mod tests {
         let takes = |c: &str| c != "open311";
         let first = callbacks(&case, &fx, 100, &takes, &name);
         let got: Vec<_> = first.iter().map(|c| c.status.as_str()).collect();
-        assert_eq!(got, ["received", "accepted", "dispatched"]);
-        assert_eq!(first[2].department_name.as_deref(), Some("水务局"));
-        assert_eq!(first[2].deadline, Some(100 + 72 * 3600));
+        assert_eq!(got, ["received", "dispatched"]);
+        assert_eq!(first[1].department_name.as_deref(), Some("水务局"));
+        assert_eq!(first[1].deadline, Some(100 + 72 * 3600));
 
         let fx = case.merged(source("p2", "city-app"), true, 200);
         let _ = case.merged(source("p3", "open311"), false, 201);

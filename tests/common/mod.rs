@@ -348,8 +348,16 @@ group_id = "{prefix}dispatcher"
             c.name,
             c.definition.display()
         ));
+        // Callbacks only where a test asks for them (`.with("callbacks", "true")`).
+        if !c.settings.iter().any(|(k, _)| *k == "callbacks") {
+            text.push_str("callbacks = false\n");
+        }
         for (k, v) in &c.settings {
-            text.push_str(&format!("{k} = \"{v}\"\n"));
+            if *k == "callbacks" {
+                text.push_str(&format!("{k} = {v}\n"));
+            } else {
+                text.push_str(&format!("{k} = \"{v}\"\n"));
+            }
         }
     }
     let file = dir.path().join(format!("gateway-{}.toml", rand_suffix()));
@@ -541,7 +549,10 @@ pub async fn read_case_log_within(
     }
     if !settle.is_zero() {
         for case in log.cases.keys() {
-            assert!(log.lifecycles.contains_key(case), "case {case} has no lifecycle");
+            assert!(
+                log.lifecycles.contains_key(case),
+                "case {case} has no lifecycle"
+            );
         }
     }
     // Every report is a source of its case's lifecycle, once.
