@@ -28,6 +28,10 @@ pub struct Settings {
     #[serde(default)]
     pub responder: ResponderSettings,
     #[serde(default)]
+    pub ledger: LedgerSettings,
+    #[serde(default)]
+    pub lifecycle: LifecycleSettings,
+    #[serde(default)]
     pub dedupe: DedupeConfig,
     #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorSettings>,
@@ -122,6 +126,13 @@ pub struct TopicSettings {
     pub callback_delivery: String,
     /// Callbacks given up, with every attempt's outcome.
     pub callbacks_dead: String,
+    /// What departments and the center publish about cases.
+    pub status: String,
+    /// Status events and feedback refused, with the reason.
+    pub status_rejected: String,
+    /// Status events and feedback forwarded to the dispatcher partition owning the case
+    /// (as many partitions as inbound).
+    pub case_events: String,
 }
 
 impl Default for TopicSettings {
@@ -140,6 +151,9 @@ impl Default for TopicSettings {
             alerts: "petitions.alerts".into(),
             callback_delivery: "callbacks.delivery".into(),
             callbacks_dead: "callbacks.dead".into(),
+            status: "petitions.status".into(),
+            status_rejected: "petitions.status.rejected".into(),
+            case_events: "petitions.case-events".into(),
         }
     }
 }
@@ -169,6 +183,62 @@ pub struct RoutingSettings {
 
 fn default_reload_interval_ms() -> u64 {
     2000
+}
+
+/// The case lifecycle's clock.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSettings {
+    /// The due-soon alert fires after this share of a case's SLA.
+    pub due_soon_share: f64,
+    /// A resolved case nobody answered for closes after this long.
+    pub satisfaction_timeout_hours: f64,
+    /// How long an SLA hour lasts, in seconds: 3600. Shorten only for demos and tests.
+    pub hour_secs: u32,
+    /// How often the dispatcher looks for due timers.
+    pub tick_interval_ms: u64,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        Self {
+            due_soon_share: 0.8,
+            satisfaction_timeout_hours: 72.0,
+            hour_secs: 3600,
+            tick_interval_ms: 1000,
+        }
+    }
+}
+
+impl LifecycleSettings {
+    pub fn timing(&self) -> crate::lifecycle::Timing {
+        let hour = i64::from(self.hour_secs.max(1));
+        crate::lifecycle::Timing {
+            due_soon_share: self.due_soon_share,
+            satisfaction_timeout_secs: (self.satisfaction_timeout_hours * hour as f64) as i64,
+            hour_secs: hour,
+        }
+    }
+}
+
+/// The ledger API: who may read it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSettings {
+    pub enabled: bool,
+    /// `center` or a department code → that caller's API key (`X-Api-Key`). The center
+    /// sees every case; a department only its own. Set keys through
+    /// `GATEWAY__LEDGER__KEYS__<CODE>` in deployments.
+    pub keys: BTreeMap<String, String>,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keys: BTreeMap::new(),
+        }
+    }
 }
 
 /// Callback delivery: the retry budget per callback.
@@ -448,6 +518,36 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
     if settings.dispatcher.max_batch == 0 {
         push("dispatcher.max_batch", "must be at least 1".into());
     }
+    let l = &settings.lifecycle;
+    if l.due_soon_share.is_nan() || l.due_soon_share <= 0.0 || l.due_soon_share >= 1.0 {
+        push(
+            "lifecycle.due_soon_share",
+            "must be between 0 and 1 (a share of the SLA)".into(),
+        );
+    }
+    if l.satisfaction_timeout_hours.is_nan() || l.satisfaction_timeout_hours <= 0.0 {
+        push("lifecycle.satisfaction_timeout_hours", "must be > 0".into());
+    }
+    if l.hour_secs == 0 {
+        push(
+            "lifecycle.hour_secs",
+            "must be at least 1 (3600 in production)".into(),
+        );
+    }
+    if l.tick_interval_ms < 10 {
+        push("lifecycle.tick_interval_ms", "must be at least 10".into());
+    }
+    if settings.responder.max_attempts == 0 {
+        push("responder.max_attempts", "must be at least 1".into());
+    }
+    if settings.responder.retry_initial_ms == 0
+        || settings.responder.retry_max_ms < settings.responder.retry_initial_ms
+    {
+        push(
+            "responder.retry_initial_ms",
+            "must be > 0 and at most responder.retry_max_ms".into(),
+        );
+    }
     if settings.dispatcher.transaction_timeout_ms < settings.kafka.message_timeout_ms {
         push(
             "dispatcher.transaction_timeout_ms",
@@ -498,6 +598,22 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
         },
         None => None,
     };
+    if let Some(list) = &responsibility {
+        for (who, key) in &settings.ledger.keys {
+            if who != crate::lifecycle::CENTER && list.department(who).is_none() {
+                push(
+                    &format!("ledger.keys.{who}"),
+                    "neither `center` nor a department code of the responsibility list".into(),
+                );
+            }
+            if key.trim().len() < 8 {
+                push(
+                    &format!("ledger.keys.{who}"),
+                    "an API key needs at least 8 characters".into(),
+                );
+            }
+        }
+    }
 
     let mut connectors = Vec::new();
     let mut routes = std::collections::HashMap::new();

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod import;
 pub mod intake;
 pub mod kafka;
+pub mod ledger;
 pub mod lifecycle;
 pub mod normalize;
 pub mod petition;

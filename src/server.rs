@@ -91,11 +91,18 @@ pub async fn start(
         publisher: publisher.clone(),
         topics: settings.topics.clone(),
         regions: Arc::new(loaded.regions),
-        schemas,
+        schemas: schemas.clone(),
         ready: ready.clone(),
         list: list_handle.clone(),
     });
-    let router = app(ctx.clone(), &loaded.connectors);
+    let ledger = crate::ledger::SharedLedger::default();
+    let mut router = app(ctx.clone(), &loaded.connectors);
+    if settings.ledger.enabled {
+        router = router.merge(crate::ledger::api::routes(
+            ledger.clone(),
+            settings.ledger.keys.clone(),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(&settings.http.listen)
         .await
         .map_err(|source| ServerError::Listen {
@@ -244,6 +251,22 @@ pub async fn start(
         }));
     }
 
+    if settings.ledger.enabled {
+        let kafka = settings.kafka.clone();
+        let topics = settings.topics.clone();
+        let ledger = ledger.clone();
+        let cancel = cancel.clone();
+        let mut topics_ready = topics_ready.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = topics_ready.wait_for(|ready| *ready) => {}
+            }
+            let reader = crate::ledger::spawn_reader(kafka, topics, ledger, cancel);
+            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        }));
+    }
+
     if settings.responder.enabled {
         for sender in crate::respond::senders(
             &loaded.connectors,
@@ -279,7 +302,31 @@ pub async fn start(
             list_handle.clone(),
             addr.port(),
             callback_channels(&loaded.connectors).into_iter().collect(),
+            &settings.lifecycle,
         );
+        // Status events and feedback reach the case's partition through the status
+        // router, which finds the partition in the ledger.
+        if settings.ledger.enabled {
+            let router = crate::lifecycle::status_router::StatusRouter::new(
+                &settings.kafka,
+                settings.topics.clone(),
+                ledger.clone(),
+                list_handle.clone(),
+                schemas.clone(),
+                dispatcher.instance(),
+            );
+            let cancel = cancel.clone();
+            let mut topics_ready = topics_ready.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = topics_ready.wait_for(|ready| *ready) => {}
+                }
+                router.run(cancel).await;
+            }));
+        } else {
+            tracing::warn!("the ledger is disabled: status events and feedback are not read");
+        }
         let cancel = cancel.clone();
         let mut topics_ready = topics_ready.clone();
         tasks.push(tokio::spawn(async move {
@@ -325,6 +372,8 @@ pub fn gateway_topics(
         &t.feedback,
         &t.alerts,
         &t.callbacks_dead,
+        &t.status,
+        &t.status_rejected,
     ]
     .iter()
     .map(|name| TopicSpec::plain(t.name(name)))
@@ -344,7 +393,8 @@ pub fn gateway_topics(
         partitions: None,
         compacted: true,
     });
-    // As many partitions as inbound (both take the default): see the dispatcher.
+    // As many partitions as inbound (all take the default): see the dispatcher.
+    topic_specs.push(TopicSpec::plain(t.name(&t.case_events)));
     topic_specs.push(TopicSpec {
         name: t.name(&t.cases),
         partitions: None,

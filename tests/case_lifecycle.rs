@@ -133,3 +133,258 @@ async fn every_source_of_a_case_hears_its_moves_in_order() {
     assert!(!dispatched["body"]["blbm"].as_str().unwrap().is_empty());
     gw.shutdown().await;
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const CENTER_KEY: &str = "test-center-key";
+const URBAN_KEY: &str = "test-urban-key";
+const WATER_KEY: &str = "test-water-key";
+
+/// A department (or the center) publishing to `petitions.status`, as departments do.
+async fn publish_status(prefix: &str, case_id: &str, status: &str, department: &str, note: &str) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let event = json!({"case_id": case_id, "status": status, "department": department,
+        "note": note, "at": chrono::Utc::now().to_rfc3339(), "operator": "张科长"});
+    let payload = event.to_string();
+    producer
+        .send(
+            FutureRecord::to(&format!("{prefix}petitions.status"))
+                .key(case_id)
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+}
+
+async fn ledger(
+    gw: &petition_gateway::server::RunningGateway,
+    path: &str,
+    key: &str,
+) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("http://{}{path}", gw.addr))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until the ledger shows the case with `history` entries in `phase`.
+async fn wait_phase(
+    gw: &petition_gateway::server::RunningGateway,
+    case_id: &str,
+    phase: &str,
+    history: usize,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = ledger(gw, &format!("/cases/{case_id}"), CENTER_KEY).await;
+        let len = body["history"].as_array().map_or(0, Vec::len);
+        if status == 200 && body["status"] == phase && len >= history {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "case {case_id} never reached {phase} with {history} history entries: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_lives_until_the_citizen_is_satisfied() {
+    let port = free_port();
+    let cfg = config_with(
+        "life",
+        true,
+        tempfile::tempdir().unwrap(),
+        &[Connector::shipped("city-app")
+            .with("base", format!("http://127.0.0.1:{port}"))
+            .with("callbacks", "true")],
+    );
+    let text = std::fs::read_to_string(&cfg.file).unwrap();
+    std::fs::write(
+        &cfg.file,
+        text + &format!(
+            "[ledger.keys]\ncenter = \"{CENTER_KEY}\"\nurban-management = \"{URBAN_KEY}\"\nwater = \"{WATER_KEY}\"\n"
+        ),
+    )
+    .unwrap();
+    let gw = start(&cfg.file).await;
+    wait_ready(&gw, true).await;
+    let app = Sim::start("city-app", Some(gw.addr), &["--port", &port.to_string()]);
+
+    let ticket = json!({
+        "ticketId": "LIFE-1", "createdAt": chrono::Utc::now().to_rfc3339(),
+        "user": {"openId": "o-1", "nickname": "海边的风", "mobile": "13806312345"},
+        "category": "城市管理/路灯", "title": "路灯不亮",
+        "content": "成山大道与海湾路路口东侧两盏路灯不亮，夜里很黑。",
+        "location": {"lng": 122.4211, "lat": 37.1652, "coordType": "gcj02", "address": "成山大道海湾路口"},
+        "images": []
+    });
+    let pushed = app.push(json!({"payload": ticket})).await;
+    assert_eq!(pushed[0]["http_status"], 202, "{pushed:?}");
+    let case_id = pushed[0]["answer"]["receipt"].as_str().unwrap().to_string();
+    let p = &cfg.prefix;
+
+    let opened = wait_phase(&gw, &case_id, "dispatched", 3).await;
+    assert_eq!(opened["department"], "urban-management");
+    // Departments see their own cases only; another department's is not there at all.
+    assert_eq!(
+        ledger(&gw, &format!("/cases/{case_id}"), URBAN_KEY).await.0,
+        200
+    );
+    assert_eq!(
+        ledger(&gw, &format!("/cases/{case_id}"), WATER_KEY).await.0,
+        404
+    );
+    assert_eq!(
+        ledger(&gw, &format!("/cases/{case_id}"), "nobody").await.0,
+        401
+    );
+
+    publish_status(p, &case_id, "accepted", "urban-management", "已签收").await;
+    // Not theirs: refused with the reason, nothing moves.
+    publish_status(p, &case_id, "in_progress", "water", "").await;
+    publish_status(p, &case_id, "in_progress", "urban-management", "已派人查看").await;
+    publish_status(p, &case_id, "resolved", "urban-management", "已更换灯具").await;
+    // Late: would move the case back.
+    publish_status(p, &case_id, "in_progress", "urban-management", "迟到的消息").await;
+    wait_phase(&gw, &case_id, "resolved", 6).await;
+    let rejected = read_topics(
+        &[format!("{p}petitions.status.rejected")],
+        2,
+        Duration::from_secs(1),
+    )
+    .await;
+    let reasons: Vec<&str> = rejected
+        .iter()
+        .map(|r| r.value["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(rejected.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("routed to urban-management, not to water")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("stale")),
+        "{reasons:?}"
+    );
+
+    // 不满意不销号: not satisfied reopens it at the same department, with the comment.
+    let answer = app
+        .control(
+            "/_sim/feedback",
+            json!({"ticketId": "LIFE-1", "satisfied": false, "comment": "还是不亮"}),
+        )
+        .await;
+    assert_eq!(answer["http_status"], 202, "{answer}");
+    let reopened = wait_phase(&gw, &case_id, "dispatched", 9).await;
+    assert_eq!(reopened["department"], "urban-management");
+    let again = read_topics_until(
+        &[format!("{p}dept.urban-management")],
+        |records| records.iter().any(|r| r.value["reason"] == "dispatched"),
+        Duration::ZERO,
+    )
+    .await;
+    let redispatch = again
+        .iter()
+        .find(|r| r.value["reason"] == "dispatched")
+        .unwrap();
+    assert_eq!(redispatch.value["case_id"], case_id.as_str());
+    assert_eq!(
+        redispatch.value["petition"]["channel"], "city-app",
+        "the department gets the petition again"
+    );
+    assert_eq!(redispatch.value["reopened"], 1);
+
+    publish_status(p, &case_id, "resolved", "urban-management", "已彻底修复").await;
+    wait_phase(&gw, &case_id, "resolved", 10).await;
+    app.control(
+        "/_sim/feedback",
+        json!({"ticketId": "LIFE-1", "satisfied": true, "comment": ""}),
+    )
+    .await;
+    let closed = wait_phase(&gw, &case_id, "closed", 12).await;
+    let history: Vec<&str> = closed["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "received",
+            "accepted",
+            "dispatched",
+            "accepted",
+            "in_progress",
+            "resolved",
+            "dissatisfied",
+            "reopened",
+            "dispatched",
+            "resolved",
+            "satisfied",
+            "closed"
+        ]
+    );
+    let (_, listed) = ledger(
+        &gw,
+        "/cases?status=closed&department=urban-management",
+        CENTER_KEY,
+    )
+    .await;
+    assert!(listed["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["case_id"] == case_id.as_str()));
+
+    // The app heard every step in its own words, in order (closed has no word there).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let words = loop {
+        let received = app.get("/_sim/received").await;
+        let words: Vec<String> = received
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["path"] == "/open/v1/tickets/LIFE-1/progress")
+            .map(|r| r["body"]["status"].as_str().unwrap_or_default().to_string())
+            .collect();
+        if words.len() >= 8 || std::time::Instant::now() > deadline {
+            break words;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        words,
+        [
+            "ACCEPTED",
+            "DISPATCHED",
+            "PROCESSING",
+            "PROCESSING",
+            "DONE",
+            "REOPENED",
+            "DISPATCHED",
+            "DONE"
+        ]
+    );
+    gw.shutdown().await;
+}

@@ -35,6 +35,27 @@ pub struct CaseEntry {
     pub deadline: Option<String>,
     /// What the near-duplicate stage needs to recognise later reports of this incident.
     pub seed: CaseSeed,
+    /// The first report as published (petition.v1): for the ledger, and for sending the
+    /// case to another department later. Kept raw: a restore does not need to parse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub petition: Option<RawJson>,
+}
+
+/// JSON kept as its text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(pub Box<serde_json::value::RawValue>);
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl RawJson {
+    pub fn of(value: &serde_json::Value) -> Option<Self> {
+        serde_json::value::to_raw_value(value).ok().map(RawJson)
+    }
 }
 
 /// One report (petition) and the case it belongs to. Written once per petition id.
@@ -187,6 +208,18 @@ impl CaseState {
         self.lifecycles.get(&id_key(case_id))
     }
 
+    /// The cases whose timers are due at `now` (SLA alerts, satisfaction timeouts).
+    pub fn due(&self, now: i64, timing: crate::lifecycle::Timing) -> Vec<String> {
+        let mut due: Vec<String> = self
+            .lifecycles
+            .values()
+            .filter(|l| l.next_due(timing).is_some_and(|t| t <= now))
+            .map(|l| l.case_id.clone())
+            .collect();
+        due.sort_unstable();
+        due
+    }
+
     /// Cases neither closed nor rejected.
     pub fn lifecycles(&self) -> impl Iterator<Item = &Lifecycle> {
         self.lifecycles.values()
@@ -279,6 +312,7 @@ impl CaseState {
                         problem,
                     },
                     routing,
+                    petition: None,
                 };
                 Outcome::Opened {
                     case: Box::new(case),

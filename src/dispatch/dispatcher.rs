@@ -16,11 +16,12 @@
 
 use super::cases::{CaseLogEntry, CaseState, DecisionContext, Outcome};
 use super::dedupe::{DedupeSettings, MergeDecision};
-use super::reload::ListHandle;
+use super::reload::{ActiveList, ListHandle};
 use super::router::RoutingDecision;
 use crate::config::{DispatcherSettings, KafkaSettings, TopicSettings};
 use crate::kafka::cloudevents::{new_span_id, CloudEvent};
-use crate::lifecycle::{Effects, Lifecycle, Source};
+use crate::lifecycle::status_router::CaseEvent;
+use crate::lifecycle::{Effects, Lifecycle, Refusal, Source, Timing};
 use crate::petition::Petition;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -55,7 +56,7 @@ pub enum DispatchError {
         partition: i32,
         reason: String,
     },
-    #[error("{cases} has {cases_partitions} partitions but {inbound} has {inbound_partitions}; the dispatcher keeps inbound partition p's cases in cases partition p, so they must match (create {cases} with {inbound_partitions} partitions)")]
+    #[error("{cases} has {cases_partitions} partitions but {inbound} has {inbound_partitions}; the dispatcher keeps inbound partition p's state in partition p of the cases and case-events topics, so they must match (create {cases} with {inbound_partitions} partitions)")]
     PartitionMismatch {
         cases: String,
         cases_partitions: usize,
@@ -152,6 +153,8 @@ pub struct Dispatcher {
     transactional_id: String,
     /// Channels that take status callbacks (Open311 clients poll instead).
     callback_channels: Arc<HashSet<String>>,
+    timing: Timing,
+    tick_interval_ms: u64,
 }
 
 /// Runs a blocking Kafka call off the async threads.
@@ -164,6 +167,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Dispatcher {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         kafka: &KafkaSettings,
         settings: &DispatcherSettings,
@@ -172,6 +176,7 @@ impl Dispatcher {
         list: ListHandle,
         listen_port: u16,
         callback_channels: HashSet<String>,
+        lifecycle: &crate::config::LifecycleSettings,
     ) -> Self {
         let instance = if settings.instance_id.is_empty() {
             default_instance_id(listen_port)
@@ -188,7 +193,14 @@ impl Dispatcher {
             instance,
             transactional_id,
             callback_channels: Arc::new(callback_channels),
+            timing: lifecycle.timing(),
+            tick_interval_ms: lifecycle.tick_interval_ms,
         }
+    }
+
+    /// This instance's id (transactional id suffix and static group membership).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Runs until cancelled. A failed session (broker gone, transaction fenced or
@@ -254,11 +266,15 @@ impl Dispatcher {
                 .set("enable.auto.commit", "false")
                 .set("auto.offset.reset", "earliest")
                 .set("isolation.level", "read_committed")
+                // Partition p of inbound and of case-events go to the same instance:
+                // both are about the state of partition p.
+                .set("partition.assignment.strategy", "range")
                 .create_with_context(RebalanceEpoch::default())?,
         );
         let inbound = self.topics.name(&self.topics.inbound);
+        let case_events = self.topics.name(&self.topics.case_events);
         self.check_partitions(&consumer).await?;
-        consumer.subscribe(&[&inbound])?;
+        consumer.subscribe(&[&inbound, &case_events])?;
         tracing::info!(transactional_id = %self.transactional_id, "dispatcher joined its group");
 
         let result = self.process(&consumer, &producer, cancel).await;
@@ -281,6 +297,8 @@ impl Dispatcher {
         let mut states: HashMap<i32, CaseState> = HashMap::new();
         let mut epoch = consumer.context().current();
         let mut transactions: u64 = 0;
+        let tick_interval = Duration::from_millis(self.tick_interval_ms);
+        let mut last_tick = Instant::now();
         loop {
             let batch = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
@@ -305,12 +323,19 @@ impl Dispatcher {
                 futures_util::future::try_join_all(partitions.iter().map(|p| self.restore(*p)))
                     .await?;
             states.extend(partitions.into_iter().zip(restored));
-            if batch.is_empty() {
+            // Timers (SLA alerts, satisfaction timeouts) are looked at every tick.
+            let now = chrono::Utc::now().timestamp();
+            let tick = last_tick.elapsed() >= tick_interval;
+            let due = tick && states.values().any(|s| !s.due(now, self.timing).is_empty());
+            if tick {
+                last_tick = Instant::now();
+            }
+            if batch.is_empty() && !due {
                 continue;
             }
             transactions += 1;
             let Err(e) = self
-                .transact(consumer, producer, &batch, &mut states, transactions)
+                .transact(consumer, producer, &batch, &mut states, transactions, due)
                 .await
             else {
                 continue;
@@ -345,15 +370,16 @@ impl Dispatcher {
         consumer: &Arc<InboundConsumer>,
         batch: &[OwnedMessage],
     ) -> Result<(), DispatchError> {
-        let mut first: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for m in batch {
-            first.entry(m.partition()).or_insert(m.offset());
+            first
+                .entry((m.topic().to_string(), m.partition()))
+                .or_insert(m.offset());
         }
         let consumer = consumer.clone();
-        let topic = self.topics.name(&self.topics.inbound);
         blocking(move || {
             let assigned = consumer.assignment()?;
-            for (partition, offset) in first {
+            for ((topic, partition), offset) in first {
                 if assigned.find_partition(&topic, partition).is_some() {
                     consumer.seek(
                         &topic,
@@ -423,6 +449,7 @@ impl Dispatcher {
         batch: &[OwnedMessage],
         states: &mut HashMap<i32, CaseState>,
         number: u64,
+        due: bool,
     ) -> Result<(), DispatchError> {
         producer
             .begin_transaction()
@@ -432,8 +459,9 @@ impl Dispatcher {
             })?;
         let list = self.list.borrow().clone();
         let now = chrono::Utc::now();
-        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
         let (mut opened, mut merged, mut resent) = (0, 0, 0);
+        let case_events = self.topics.name(&self.topics.case_events);
         for m in batch {
             let partition = m.partition();
             // Every batch partition was restored before the transaction began; if one
@@ -444,8 +472,12 @@ impl Dispatcher {
                     stage: "finding the partition's restored state",
                     source: KafkaError::Canceled,
                 })?;
-            offsets.insert(partition, m.offset() + 1);
+            offsets.insert((m.topic().to_string(), partition), m.offset() + 1);
             let payload = m.payload().unwrap_or_default();
+            if m.topic() == case_events {
+                self.case_event(producer, partition, state, payload, &list, now)?;
+                continue;
+            }
             let Some((value, petition)) = parse_petition(payload) else {
                 let record = serde_json::json!({
                     "stage": "dispatcher", "class": "invalid",
@@ -457,7 +489,7 @@ impl Dispatcher {
                 self.send(producer, &topic, None, "dispatcher", &record, None)?;
                 continue;
             };
-            let outcome = state.decide(
+            let mut outcome = state.decide(
                 &petition,
                 &list.router,
                 &DecisionContext {
@@ -467,6 +499,9 @@ impl Dispatcher {
                     now,
                 },
             );
+            if let Outcome::Opened { case, .. } = &mut outcome {
+                case.petition = super::cases::RawJson::of(&value);
+            }
             match &outcome {
                 Outcome::Resent { case_id } => {
                     resent += 1;
@@ -546,19 +581,8 @@ impl Dispatcher {
                 }
             }
             let cases_topic = self.topics.name(&self.topics.cases);
-            let mut entries = outcome.log_entries();
-            if let Some((lifecycle, fx)) = lifecycle_move(&outcome, &petition, state, now) {
-                let list = &list.router;
-                let name = |code: &str| list.list().department(code).map(|d| d.name.clone());
-                let takes = |channel: &str| self.callback_channels.contains(channel);
-                let at = now.timestamp();
-                for cb in crate::lifecycle::callbacks(&lifecycle, &fx, at, &takes, &name) {
-                    let topic = self.topics.callbacks_topic(&cb.channel);
-                    self.send(producer, &topic, None, &cb.case_id, &cb, None)?;
-                }
-                entries.push(CaseLogEntry::Lifecycle(lifecycle));
-            }
-            for entry in entries {
+            let moved = lifecycle_move(&outcome, &petition, state, now, self.timing.hour_secs);
+            for entry in outcome.log_entries() {
                 self.send(
                     producer,
                     &cases_topic,
@@ -569,12 +593,34 @@ impl Dispatcher {
                 )?;
                 state.apply_entry(&entry);
             }
+            if let Some((lifecycle, fx)) = moved {
+                // The department (or triage) and escalation records went out above.
+                let fx = Effects {
+                    dispatch_to: None,
+                    escalate: false,
+                    ..fx
+                };
+                self.emit(producer, partition, state, lifecycle, &fx, None, &list, now)?;
+            }
+        }
+
+        if due {
+            for (partition, state) in states.iter_mut() {
+                for case_id in state.due(now.timestamp(), self.timing) {
+                    let Some(mut lifecycle) = state.lifecycle(&case_id).cloned() else {
+                        continue;
+                    };
+                    let fx = lifecycle.tick(now.timestamp(), self.timing);
+                    self.emit(
+                        producer, *partition, state, lifecycle, &fx, None, &list, now,
+                    )?;
+                }
+            }
         }
 
         let mut tpl = TopicPartitionList::new();
-        let inbound = self.topics.name(&self.topics.inbound);
-        for (partition, offset) in &offsets {
-            tpl.add_partition_offset(&inbound, *partition, Offset::Offset(*offset))?;
+        for ((topic, partition), offset) in &offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
         let group = consumer
             .group_metadata()
@@ -584,12 +630,14 @@ impl Dispatcher {
             })?;
         let producer = producer.clone();
         blocking(move || {
-            producer
-                .send_offsets_to_transaction(&tpl, &group, KAFKA_CALL_TIMEOUT)
-                .map_err(|source| DispatchError::Transaction {
-                    stage: "adding the inbound offsets",
-                    source,
-                })?;
+            if tpl.count() > 0 {
+                producer
+                    .send_offsets_to_transaction(&tpl, &group, KAFKA_CALL_TIMEOUT)
+                    .map_err(|source| DispatchError::Transaction {
+                        stage: "adding the input offsets",
+                        source,
+                    })?;
+            }
             crash_before_commit(number, &producer);
             producer
                 .commit_transaction(KAFKA_CALL_TIMEOUT)
@@ -606,6 +654,149 @@ impl Dispatcher {
             resent,
             "batch committed"
         );
+        Ok(())
+    }
+
+    /// A status event or the citizen's feedback, forwarded by the status router to the
+    /// partition owning the case: the lifecycle moves, or the event is refused with
+    /// its reason on the rejected-events topic.
+    #[allow(clippy::too_many_arguments)]
+    fn case_event(
+        &self,
+        producer: &FutureProducer,
+        partition: i32,
+        state: &mut CaseState,
+        payload: &[u8],
+        list: &ActiveList,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), DispatchError> {
+        let event: CaseEvent = match serde_json::from_slice(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(partition, error = %e, "unreadable case event skipped");
+                return Ok(());
+            }
+        };
+        let departments = ListDepartments {
+            list,
+            hour_secs: self.timing.hour_secs,
+        };
+        let moved = match state.lifecycle(event.case_id()) {
+            None => Err(Refusal::Invalid(format!(
+                "case {} is closed or rejected, or was opened before case lifecycles",
+                event.case_id()
+            ))),
+            Some(current) => {
+                let mut lifecycle = current.clone();
+                let result = match &event {
+                    CaseEvent::Status { event, .. } => {
+                        lifecycle.apply(event, now.timestamp(), &departments)
+                    }
+                    CaseEvent::Feedback { feedback, .. } => {
+                        lifecycle.feedback(feedback, now.timestamp())
+                    }
+                };
+                result.map(|fx| (lifecycle, fx))
+            }
+        };
+        match moved {
+            Ok((lifecycle, fx)) => {
+                tracing::info!(case_id = %lifecycle.case_id, phase = lifecycle.phase.as_str(),
+                    department = %lifecycle.department, origin = event.origin(), "case moved");
+                self.emit(
+                    producer,
+                    partition,
+                    state,
+                    lifecycle,
+                    &fx,
+                    event.petition(),
+                    list,
+                    now,
+                )
+            }
+            Err(refusal) => {
+                tracing::warn!(case_id = event.case_id(), reason = %refusal, "status event refused");
+                let record = serde_json::json!({
+                    "reason": refusal.to_string(), "errors": [],
+                    "origin": event.origin(), "event": event,
+                    "rejected_at": now.to_rfc3339(),
+                });
+                let topic = self.topics.name(&self.topics.status_rejected);
+                self.send(producer, &topic, None, event.case_id(), &record, None)
+            }
+        }
+    }
+
+    /// Writes what a lifecycle move asks for, and the moved lifecycle itself: callbacks
+    /// to every source, the case to its (new) department or triage, an escalation, SLA
+    /// alerts.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        producer: &FutureProducer,
+        partition: i32,
+        state: &mut CaseState,
+        lifecycle: Lifecycle,
+        fx: &Effects,
+        petition: Option<&Value>,
+        list: &ActiveList,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), DispatchError> {
+        let at = now.timestamp();
+        let departments = list.router.list();
+        let name = |code: &str| departments.department(code).map(|d| d.name.clone());
+        let takes = |channel: &str| self.callback_channels.contains(channel);
+        for cb in crate::lifecycle::callbacks(&lifecycle, fx, at, &takes, &name) {
+            let topic = self.topics.callbacks_topic(&cb.channel);
+            self.send(producer, &topic, None, &cb.case_id, &cb, None)?;
+        }
+        let last = lifecycle.history.last();
+        let record = serde_json::json!({
+            "case_id": lifecycle.case_id,
+            "petition": petition,
+            "department": lifecycle.department,
+            "status": lifecycle.phase.as_str(),
+            "reason": last.map(|h| h.status.as_str()),
+            "note": last.and_then(|h| h.note.as_deref()),
+            "reopened": lifecycle.reopened,
+            "deadline": lifecycle.deadline.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| t.to_rfc3339()),
+            "dispatched_at": now.to_rfc3339(),
+            "sources": lifecycle.sources.len(),
+        });
+        if let Some(to) = &fx.dispatch_to {
+            let topic = match departments.department(to) {
+                Some(d) => self.topics.name(&d.topic),
+                None => self.topics.name(&self.topics.triage),
+            };
+            self.send(producer, &topic, None, &lifecycle.case_id, &record, None)?;
+        }
+        if fx.escalate {
+            let topic = self.topics.name(&self.topics.escalations);
+            self.send(producer, &topic, None, &lifecycle.case_id, &record, None)?;
+        }
+        for alert in &fx.alerts {
+            let value = serde_json::json!({
+                "kind": alert.kind,
+                "case_id": lifecycle.case_id,
+                "department": lifecycle.department,
+                "deadline": chrono::DateTime::from_timestamp(alert.deadline, 0).map(|t| t.to_rfc3339()),
+                "at": now.to_rfc3339(),
+            });
+            tracing::warn!(case_id = %lifecycle.case_id, kind = ?alert.kind, "SLA alert");
+            let topic = self.topics.name(&self.topics.alerts);
+            self.send(producer, &topic, None, &lifecycle.case_id, &value, None)?;
+        }
+        let entry = CaseLogEntry::Lifecycle(lifecycle);
+        let cases_topic = self.topics.name(&self.topics.cases);
+        self.send(
+            producer,
+            &cases_topic,
+            Some(partition),
+            &entry.key(),
+            &entry,
+            None,
+        )?;
+        state.apply_entry(&entry);
         Ok(())
     }
 
@@ -654,6 +845,7 @@ impl Dispatcher {
         let consumer = consumer.clone();
         let inbound = self.topics.name(&self.topics.inbound);
         let cases = self.topics.name(&self.topics.cases);
+        let case_events = self.topics.name(&self.topics.case_events);
         blocking(move || {
             let count = |topic: &str| -> Result<usize, DispatchError> {
                 let m = consumer.fetch_metadata(Some(topic), KAFKA_CALL_TIMEOUT)?;
@@ -664,14 +856,17 @@ impl Dispatcher {
                     .filter(|n| *n > 0)
                     .ok_or_else(|| DispatchError::MissingTopic(topic.to_string()))
             };
-            let (i, c) = (count(&inbound)?, count(&cases)?);
-            if i != c {
-                return Err(DispatchError::PartitionMismatch {
-                    cases,
-                    cases_partitions: c,
-                    inbound,
-                    inbound_partitions: i,
-                });
+            let i = count(&inbound)?;
+            for other in [cases, case_events] {
+                let c = count(&other)?;
+                if i != c {
+                    return Err(DispatchError::PartitionMismatch {
+                        cases: other,
+                        cases_partitions: c,
+                        inbound,
+                        inbound_partitions: i,
+                    });
+                }
             }
             Ok(())
         })
@@ -785,6 +980,22 @@ pub fn restore_partition(
     Ok((CaseState::restore(settings, entries), records))
 }
 
+/// The responsibility list's SLAs, in the lifecycle clock's seconds.
+struct ListDepartments<'a> {
+    list: &'a ActiveList,
+    hour_secs: i64,
+}
+
+impl crate::lifecycle::Departments for ListDepartments<'_> {
+    fn sla_secs(&self, code: &str) -> Option<i64> {
+        self.list
+            .router
+            .list()
+            .department(code)
+            .map(|d| i64::from(d.sla_hours) * self.hour_secs)
+    }
+}
+
 /// The lifecycle move a new case or a merged report makes, with what it asks for. A
 /// merge into a case that has no lifecycle (opened before lifecycles existed, or
 /// already finished) moves nothing.
@@ -793,6 +1004,7 @@ fn lifecycle_move(
     petition: &Petition,
     state: &CaseState,
     now: chrono::DateTime<chrono::Utc>,
+    hour_secs: i64,
 ) -> Option<(Lifecycle, Effects)> {
     let source = Source {
         petition_id: petition.id.clone(),
@@ -806,7 +1018,7 @@ fn lifecycle_move(
         Outcome::Opened { case, .. } => Some(Lifecycle::opened(
             &case.case_id,
             &case.department,
-            case.sla_hours,
+            case.sla_hours.map(|h| i64::from(h) * hour_secs),
             case.escalated,
             source,
             now.timestamp(),

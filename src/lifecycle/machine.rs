@@ -115,8 +115,9 @@ pub struct Lifecycle {
 
 /// What the machine needs to know about departments.
 pub trait Departments {
-    /// The SLA of a department of the current list, `None` if there is no such department.
-    fn sla_hours(&self, code: &str) -> Option<u32>;
+    /// The SLA of a department of the current list in seconds, `None` if there is no
+    /// such department.
+    fn sla_secs(&self, code: &str) -> Option<i64>;
 }
 
 /// The timing rules (from the `[lifecycle]` settings).
@@ -126,6 +127,8 @@ pub struct Timing {
     pub due_soon_share: f64,
     /// After resolution, how long the citizen has to answer before the case closes.
     pub satisfaction_timeout_secs: i64,
+    /// How long an SLA hour lasts: 3600, shortened only for demos and tests.
+    pub hour_secs: i64,
 }
 
 /// A department's or the center's status event, already schema-checked.
@@ -235,7 +238,8 @@ pub struct Alert {
     pub deadline: i64,
 }
 
-const HOUR: i64 = 3600;
+/// Seconds in an hour: the default SLA is 72 of them.
+pub const HOUR: i64 = 3600;
 
 impl Lifecycle {
     /// A case the dispatcher just opened: received, accepted, and dispatched unless it
@@ -243,7 +247,7 @@ impl Lifecycle {
     pub fn opened(
         case_id: &str,
         department: &str,
-        sla_hours: Option<u32>,
+        sla_secs: Option<i64>,
         escalated: bool,
         first: Source,
         at: i64,
@@ -271,7 +275,7 @@ impl Lifecycle {
         if department != TRIAGE {
             c.dispatch(
                 department,
-                sla_hours.unwrap_or(72),
+                sla_secs.unwrap_or(72 * HOUR),
                 at,
                 "gateway",
                 None,
@@ -384,7 +388,7 @@ impl Lifecycle {
                     ));
                 };
                 let sla = departments
-                    .sla_hours(to)
+                    .sla_secs(to)
                     .ok_or_else(|| Refusal::UnknownDepartment(to.to_string()))?;
                 if !(self.phase.working() || self.phase == Phase::Triage) {
                     return Err(self.refuse(status, false));
@@ -553,7 +557,7 @@ impl Lifecycle {
     fn dispatch(
         &mut self,
         department: &str,
-        sla_hours: u32,
+        sla_secs: i64,
         at: i64,
         by: &str,
         note: Option<String>,
@@ -562,7 +566,7 @@ impl Lifecycle {
         self.phase = Phase::Dispatched;
         self.department = department.to_string();
         self.dispatched_at = Some(at);
-        self.deadline = Some(at + i64::from(sla_hours) * HOUR);
+        self.deadline = Some(at + sla_secs);
         self.due_soon_alerted = false;
         self.overdue = false;
         self.resolved_at = None;
@@ -586,7 +590,7 @@ impl Lifecycle {
             (Some(from), Some(to)) => to - from,
             _ => 72 * HOUR,
         };
-        self.dispatch(&department, (sla_secs / HOUR) as u32, at, by, note, fx);
+        self.dispatch(&department, sla_secs, at, by, note, fx);
     }
 
     fn clear_deadline(&mut self) {
@@ -656,10 +660,10 @@ mod tests {
 
     struct List;
     impl Departments for List {
-        fn sla_hours(&self, code: &str) -> Option<u32> {
+        fn sla_secs(&self, code: &str) -> Option<i64> {
             match code {
-                "water" => Some(72),
-                "housing" => Some(48),
+                "water" => Some(72 * HOUR),
+                "housing" => Some(48 * HOUR),
                 _ => None,
             }
         }
@@ -669,6 +673,7 @@ mod tests {
     const TIMING: Timing = Timing {
         due_soon_share: 0.8,
         satisfaction_timeout_secs: 72 * HOUR,
+        hour_secs: HOUR,
     };
 
     fn source(id: &str, channel: &str) -> Source {
@@ -698,13 +703,27 @@ mod tests {
     }
 
     fn opened() -> Lifecycle {
-        Lifecycle::opened("c1", "water", Some(72), false, source("c1", "hotline"), T0).0
+        Lifecycle::opened(
+            "c1",
+            "water",
+            Some(72 * HOUR),
+            false,
+            source("c1", "hotline"),
+            T0,
+        )
+        .0
     }
 
     #[test]
     fn a_new_case_is_received_accepted_and_dispatched_with_its_deadline() {
-        let (c, fx) =
-            Lifecycle::opened("c1", "water", Some(72), false, source("c1", "hotline"), T0);
+        let (c, fx) = Lifecycle::opened(
+            "c1",
+            "water",
+            Some(72 * HOUR),
+            false,
+            source("c1", "hotline"),
+            T0,
+        );
         assert_eq!(statuses(&fx), ["received", "dispatched"]);
         assert_eq!(fx.dispatch_to.as_deref(), Some("water"));
         assert_eq!(c.phase, Phase::Dispatched);

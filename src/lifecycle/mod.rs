@@ -4,6 +4,7 @@
 
 pub mod machine;
 pub mod notify;
+pub mod status_router;
 
 pub use machine::{
     Alert, AlertKind, Departments, Effects, Feedback, HistoryEntry, Lifecycle, Notice, Phase,

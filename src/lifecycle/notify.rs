@@ -103,8 +103,14 @@ mod tests {
 
     #[test]
     fn every_source_hears_every_notice_in_order_except_polling_channels() {
-        let (mut case, fx) =
-            Lifecycle::opened("c1", "water", Some(72), false, source("c1", "hotline"), 100);
+        let (mut case, fx) = Lifecycle::opened(
+            "c1",
+            "water",
+            Some(72 * 3600),
+            false,
+            source("c1", "hotline"),
+            100,
+        );
         let name = |d: &str| (d == "water").then(|| "水务局".to_string());
         let takes = |c: &str| c != "open311";
         let first = callbacks(&case, &fx, 100, &takes, &name);

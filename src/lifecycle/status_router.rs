@@ -1,0 +1,494 @@
+//! The status router: takes the departments' and the center's status events from
+//! `petitions.status` and the citizens' feedback from `petitions.feedback`, checks them,
+//! finds the dispatcher partition that owns the case (from the ledger), and forwards them
+//! there on `petitions.case-events`; what cannot be forwarded goes to
+//! `petitions.status.rejected` with the reason and the JSON paths at fault.
+//!
+//! The dispatcher owns a case's state (one writer per partition), but departments key
+//! their events by case id, not by the region the dispatcher partitions by: this stage
+//! bridges the two. Each batch is one Kafka transaction with its input offsets, so
+//! every event is forwarded or rejected exactly once.
+
+use crate::config::{KafkaSettings, TopicSettings};
+use crate::dispatch::reload::ListHandle;
+use crate::ledger::SharedLedger;
+use crate::normalize::schema::Schemas;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an event about a case the ledger does not know waits for the ledger to
+/// catch up before it is rejected as unknown.
+const UNKNOWN_CASE_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("status router kafka client: {0}")]
+    Client(#[from] KafkaError),
+    #[error("status router transaction failed while {stage}: {source}")]
+    Transaction {
+        stage: &'static str,
+        source: KafkaError,
+    },
+    #[error("status router: a blocking call did not finish: {0}")]
+    Blocking(String),
+}
+
+impl RouterError {
+    pub fn fatal_for_producer(&self) -> bool {
+        match self {
+            RouterError::Transaction {
+                source: KafkaError::Transaction(e),
+                ..
+            } => e.is_fatal(),
+            RouterError::Transaction { .. } => false,
+            _ => true,
+        }
+    }
+
+    pub fn retryable(&self) -> bool {
+        true
+    }
+}
+
+/// What the dispatcher partition owning a case receives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CaseEvent {
+    Status {
+        event: super::StatusEvent,
+        /// The case's first petition, for sending the case to another department.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        petition: Option<Value>,
+        origin: String,
+    },
+    Feedback {
+        case_id: String,
+        feedback: super::Feedback,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        petition: Option<Value>,
+        origin: String,
+    },
+}
+
+impl CaseEvent {
+    pub fn case_id(&self) -> &str {
+        match self {
+            CaseEvent::Status { event, .. } => &event.case_id,
+            CaseEvent::Feedback { case_id, .. } => case_id,
+        }
+    }
+
+    pub fn origin(&self) -> &str {
+        match self {
+            CaseEvent::Status { origin, .. } | CaseEvent::Feedback { origin, .. } => origin,
+        }
+    }
+
+    pub fn petition(&self) -> Option<&Value> {
+        match self {
+            CaseEvent::Status { petition, .. } | CaseEvent::Feedback { petition, .. } => {
+                petition.as_ref()
+            }
+        }
+    }
+}
+
+/// Where one input record goes.
+#[derive(Debug, PartialEq)]
+pub enum Routed {
+    Forward {
+        partition: i32,
+        event: Value,
+    },
+    Reject {
+        reason: String,
+        errors: Vec<Value>,
+    },
+    /// The ledger does not know the case (yet).
+    Unknown {
+        case_id: String,
+    },
+}
+
+pub struct StatusRouter {
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    ledger: SharedLedger,
+    list: ListHandle,
+    schemas: Arc<Schemas>,
+    transactional_id: String,
+    group_id: String,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RouterError> + Send + 'static,
+) -> Result<T, RouterError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RouterError::Blocking(e.to_string()))?
+}
+
+impl StatusRouter {
+    pub fn new(
+        kafka: &KafkaSettings,
+        topics: TopicSettings,
+        ledger: SharedLedger,
+        list: ListHandle,
+        schemas: Arc<Schemas>,
+        instance: &str,
+    ) -> Self {
+        Self {
+            transactional_id: format!("{}status-router-{instance}", topics.prefix),
+            group_id: topics.name("status-router"),
+            kafka: kafka.clone(),
+            topics,
+            ledger,
+            list,
+            schemas,
+        }
+    }
+
+    /// Decides where one record goes. Pure apart from reading the ledger.
+    pub fn route(&self, topic: &str, origin: &str, payload: &[u8]) -> Routed {
+        let reject = |reason: &str, errors: Vec<Value>| Routed::Reject {
+            reason: reason.to_string(),
+            errors,
+        };
+        let Ok(value) = serde_json::from_slice::<Value>(payload) else {
+            return reject(
+                "not JSON",
+                vec![json!({"path": "", "message": "the record is not a JSON document"})],
+            );
+        };
+        let ledger = match self.ledger.read() {
+            Ok(l) => l,
+            Err(_) => return reject("the ledger is unavailable", vec![]),
+        };
+        if topic == self.topics.name(&self.topics.feedback) {
+            let petition_id = value["petition_id"].as_str().unwrap_or_default();
+            let Some(satisfied) = value["payload"]["satisfied"].as_bool() else {
+                return reject(
+                    "feedback without a satisfied answer",
+                    vec![json!({"path": "/payload/satisfied", "message": "must be true or false"})],
+                );
+            };
+            let Some(case_id) = ledger.case_of(petition_id).map(str::to_string) else {
+                return Routed::Unknown {
+                    case_id: petition_id.to_string(),
+                };
+            };
+            let Some(case) = ledger.case(&case_id) else {
+                return Routed::Unknown { case_id };
+            };
+            let event = CaseEvent::Feedback {
+                case_id: case_id.clone(),
+                feedback: super::Feedback {
+                    channel: value["channel"].as_str().unwrap_or_default().to_string(),
+                    source_id: value["source_id"].as_str().unwrap_or_default().to_string(),
+                    satisfied,
+                    comment: value["payload"]["comment"]
+                        .as_str()
+                        .filter(|c| !c.trim().is_empty())
+                        .map(str::to_string),
+                },
+                petition: case.case.get("petition").cloned(),
+                origin: origin.to_string(),
+            };
+            return Routed::Forward {
+                partition: case.partition,
+                event: serde_json::to_value(&event).unwrap_or_default(),
+            };
+        }
+        let errors = self.schemas.status_event_errors(&value);
+        if !errors.is_empty() {
+            return reject(
+                "not a valid status-event.v1",
+                errors
+                    .into_iter()
+                    .map(|(path, message)| json!({"path": path, "message": message}))
+                    .collect(),
+            );
+        }
+        let event: super::StatusEvent = match serde_json::from_value(value) {
+            Ok(e) => e,
+            Err(e) => return reject(&e.to_string(), vec![]),
+        };
+        let list = self.list.borrow().clone();
+        let known =
+            |code: &str| code == super::CENTER || list.router.list().department(code).is_some();
+        if !known(&event.department) {
+            return reject(
+                &format!(
+                    "no department {} in the responsibility list",
+                    event.department
+                ),
+                vec![json!({"path": "/department", "message": "unknown department"})],
+            );
+        }
+        let Some(case) = ledger.case(&event.case_id).filter(|c| !c.case.is_null()) else {
+            return Routed::Unknown {
+                case_id: event.case_id,
+            };
+        };
+        let event = CaseEvent::Status {
+            petition: case.case.get("petition").cloned(),
+            event,
+            origin: origin.to_string(),
+        };
+        Routed::Forward {
+            partition: case.partition,
+            event: serde_json::to_value(&event).unwrap_or_default(),
+        }
+    }
+
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match self.session(&cancel).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "status router session ended; starting over");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    async fn session(&self, cancel: &CancellationToken) -> Result<(), RouterError> {
+        let producer: FutureProducer = crate::kafka::base_config(&self.kafka)
+            .set("transactional.id", &self.transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()?;
+        {
+            let producer = producer.clone();
+            blocking(move || {
+                producer
+                    .init_transactions(KAFKA_CALL_TIMEOUT)
+                    .map_err(|source| RouterError::Transaction {
+                        stage: "initialising transactions",
+                        source,
+                    })
+            })
+            .await?;
+        }
+        let consumer: Arc<StreamConsumer> = Arc::new(
+            crate::kafka::base_config(&self.kafka)
+                .set("group.id", &self.group_id)
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("isolation.level", "read_committed")
+                .create()?,
+        );
+        let status = self.topics.name(&self.topics.status);
+        let feedback = self.topics.name(&self.topics.feedback);
+        consumer.subscribe(&[&status, &feedback])?;
+        tracing::info!("status router joined its group");
+        loop {
+            let batch = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                b = next_batch(&consumer) => b,
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.transact(&consumer, &producer, &batch).await {
+                if e.fatal_for_producer() {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "status router transaction aborted; reading the batch again");
+                let p = producer.clone();
+                blocking(move || {
+                    p.abort_transaction(KAFKA_CALL_TIMEOUT).map_err(|source| {
+                        RouterError::Transaction {
+                            stage: "aborting",
+                            source,
+                        }
+                    })
+                })
+                .await?;
+                rewind(&consumer, &batch).await?;
+            }
+        }
+    }
+
+    async fn transact(
+        &self,
+        consumer: &Arc<StreamConsumer>,
+        producer: &FutureProducer,
+        batch: &[OwnedMessage],
+    ) -> Result<(), RouterError> {
+        let mut decisions: Vec<Routed> = batch
+            .iter()
+            .map(|m| {
+                let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
+                self.route(m.topic(), &origin, m.payload().unwrap_or_default())
+            })
+            .collect();
+        // A case committed a moment ago may not be in the ledger yet: wait until the
+        // ledger has read everything committed before now, then decide again.
+        if decisions
+            .iter()
+            .any(|d| matches!(d, Routed::Unknown { .. }))
+        {
+            let (kafka, topics, ledger) =
+                (self.kafka.clone(), self.topics.clone(), self.ledger.clone());
+            blocking(move || {
+                crate::ledger::wait_caught_up(&kafka, &topics, &ledger, UNKNOWN_CASE_WAIT)
+                    .map_err(RouterError::Client)
+            })
+            .await?;
+            for (d, m) in decisions.iter_mut().zip(batch) {
+                if matches!(d, Routed::Unknown { .. }) {
+                    let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
+                    *d = match self.route(m.topic(), &origin, m.payload().unwrap_or_default()) {
+                        Routed::Unknown { case_id } => Routed::Reject {
+                            reason: format!("no case {case_id} (or no petition with that id)"),
+                            errors: vec![json!({"path": "/case_id", "message": "unknown case"})],
+                        },
+                        other => other,
+                    };
+                }
+            }
+        }
+        producer
+            .begin_transaction()
+            .map_err(|source| RouterError::Transaction {
+                stage: "beginning",
+                source,
+            })?;
+        let forward_topic = self.topics.name(&self.topics.case_events);
+        let rejected_topic = self.topics.name(&self.topics.status_rejected);
+        let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for (d, m) in decisions.iter().zip(batch) {
+            offsets.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
+            let key = m
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default();
+            let (topic, partition, value) = match d {
+                Routed::Forward { partition, event } => {
+                    (&forward_topic, Some(*partition), event.clone())
+                }
+                Routed::Reject { .. } | Routed::Unknown { .. } => {
+                    let (reason, errors) = match d {
+                        Routed::Reject { reason, errors } => (reason.clone(), errors.clone()),
+                        Routed::Unknown { case_id } => (format!("no case {case_id}"), vec![]),
+                        Routed::Forward { .. } => (String::new(), vec![]),
+                    };
+                    tracing::warn!(%reason, topic = m.topic(), offset = m.offset(),
+                        "status event rejected");
+                    let raw = m.payload().unwrap_or_default();
+                    let original = serde_json::from_slice::<Value>(raw)
+                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into()));
+                    (
+                        &rejected_topic,
+                        None,
+                        json!({"reason": reason, "errors": errors, "topic": m.topic(),
+                            "partition": m.partition(), "offset": m.offset(), "event": original,
+                            "rejected_at": chrono::Utc::now().to_rfc3339()}),
+                    )
+                }
+            };
+            let payload = serde_json::to_vec(&value).unwrap_or_default();
+            let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            producer
+                .send_result(record)
+                .map_err(|(source, _)| RouterError::Transaction {
+                    stage: "queueing a record",
+                    source,
+                })?;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+        let group = consumer.group_metadata().ok_or(RouterError::Transaction {
+            stage: "reading the consumer group metadata",
+            source: KafkaError::Canceled,
+        })?;
+        let producer = producer.clone();
+        blocking(move || {
+            producer
+                .send_offsets_to_transaction(&tpl, &group, KAFKA_CALL_TIMEOUT)
+                .map_err(|source| RouterError::Transaction {
+                    stage: "adding the offsets",
+                    source,
+                })?;
+            producer
+                .commit_transaction(KAFKA_CALL_TIMEOUT)
+                .map_err(|source| RouterError::Transaction {
+                    stage: "committing",
+                    source,
+                })
+        })
+        .await
+    }
+}
+
+/// Waits up to a second for a record, then takes what is already there (up to 200).
+async fn next_batch(consumer: &StreamConsumer) -> Vec<OwnedMessage> {
+    let mut batch = Vec::new();
+    loop {
+        let wait = if batch.is_empty() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(2)
+        };
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(Ok(m)) => {
+                batch.push(m.detach());
+                if batch.len() >= 200 {
+                    return batch;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "status router consumer error");
+                return batch;
+            }
+            Err(_) => return batch,
+        }
+    }
+}
+
+async fn rewind(consumer: &Arc<StreamConsumer>, batch: &[OwnedMessage]) -> Result<(), RouterError> {
+    let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for m in batch {
+        first
+            .entry((m.topic().to_string(), m.partition()))
+            .or_insert(m.offset());
+    }
+    let consumer = consumer.clone();
+    blocking(move || {
+        let assigned = consumer.assignment()?;
+        for ((topic, partition), offset) in first {
+            if assigned.find_partition(&topic, partition).is_some() {
+                consumer.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(offset),
+                    KAFKA_CALL_TIMEOUT,
+                )?;
+            }
+        }
+        Ok(())
+    })
+    .await
+}
