@@ -81,6 +81,7 @@ pub async fn import(
         schemas: Arc::new(Schemas::compile()?),
         ready: Arc::new(AtomicBool::new(true)),
         list: reload::fixed(loaded.responsibility, "import"),
+        ledger: Default::default(),
     };
     let connectors: HashMap<&str, _> = loaded
         .connectors

@@ -87,7 +87,9 @@ pub async fn start(
         loaded.responsibility_text.clone(),
     );
     let ready = Arc::new(AtomicBool::new(false));
+    let ledger = crate::ledger::SharedLedger::default();
     let ctx = Arc::new(IntakeContext {
+        ledger: ledger.clone(),
         publisher: publisher.clone(),
         topics: settings.topics.clone(),
         regions: Arc::new(loaded.regions),
@@ -95,7 +97,6 @@ pub async fn start(
         ready: ready.clone(),
         list: list_handle.clone(),
     });
-    let ledger = crate::ledger::SharedLedger::default();
     let mut router = app(ctx.clone(), &loaded.connectors);
     if settings.ledger.enabled {
         router = router.merge(crate::ledger::api::routes(

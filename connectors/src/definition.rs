@@ -84,6 +84,28 @@ pub struct PushIntake {
     /// A discovery document the channel's clients fetch (Open311 `services.json`).
     #[serde(default)]
     pub discovery: Option<Discovery>,
+    /// Status queries the channel's clients send instead of receiving callbacks
+    /// (Open311 `requests/{id}.json`, `requests.json`), answered from the ledger.
+    #[serde(default)]
+    pub queries: Vec<QueryRoute>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRoute {
+    /// A path; `{file}` as the last segment takes the id with its extension
+    /// (`/open311/v2/requests/{file}` serves `…/requests/<id>.json`).
+    pub route: String,
+    pub kind: QueryKind,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryKind {
+    /// GeoReport v2: one service request by id.
+    Open311Request,
+    /// GeoReport v2: service requests by ids, service code, dates and status.
+    Open311Requests,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -32,6 +32,8 @@ pub struct IntakeContext {
     pub schemas: Arc<Schemas>,
     /// Set by the readiness probe once Kafka answers and the topics exist.
     pub ready: Arc<AtomicBool>,
+    /// The case ledger, for the status queries of channels that poll (Open311).
+    pub ledger: crate::ledger::SharedLedger,
     /// The responsibility list in force, for discovery documents (Open311 services).
     pub list: ListHandle,
 }
@@ -66,6 +68,15 @@ pub fn app(ctx: Arc<IntakeContext>, connectors: &[LoadedConnector]) -> Router {
                 &event.route,
                 post(events::receive).with_state((ctx.clone(), channel.clone(), i)),
             );
+        }
+        for q in &push.queries {
+            use gateway_connectors::definition::QueryKind;
+            let handler = match q.kind {
+                QueryKind::Open311Request => get(crate::ledger::open311::one),
+                QueryKind::Open311Requests => get(crate::ledger::open311::list),
+            };
+            // A path that also takes the channel's petitions by POST gets GET added.
+            router = router.route(&q.route, handler.with_state(ctx.clone()));
         }
         if let Some(discovery) = &push.discovery {
             router = router.route(

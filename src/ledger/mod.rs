@@ -3,6 +3,7 @@
 //! find the dispatcher partition that owns a case.
 
 pub mod api;
+pub mod open311;
 pub mod view;
 
 pub use view::{spawn_reader, wait_caught_up, CaseView, Ledger, SharedLedger};
