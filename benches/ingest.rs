@@ -139,7 +139,8 @@ instance_id = "bench"
         let file = dir.join(format!("{name}.toml"));
         std::fs::write(&file, def).unwrap();
         text.push_str(&format!(
-            "[connectors.{name}]\ndefinition = \"{}\"\n{key} = \"{secret}\"\n",
+            // Ingest only: callbacks are measured by the callbacks bench.
+            "[connectors.{name}]\ndefinition = \"{}\"\n{key} = \"{secret}\"\ncallbacks = false\n",
             file.display()
         ));
     }

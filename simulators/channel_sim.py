@@ -653,6 +653,9 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "channel-sim/1"
+    # Headers and body go out in separate writes: with Nagle's algorithm the body waits
+    # for the client's delayed ACK (40 ms per answer), which real servers do not do.
+    disable_nagle_algorithm = True
     sim = None  # set by make_server
     controls = None
     routes = None

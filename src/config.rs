@@ -83,6 +83,12 @@ pub struct KafkaSettings {
     pub partitions: i32,
     #[serde(default = "default_replication_factor")]
     pub replication_factor: i32,
+    /// How long the broker may hold a fetch of the stages' consumers when nothing is
+    /// there. Records of a Kafka transaction become readable when it commits, and the
+    /// broker does not answer a waiting fetch for that: the consumer sees them only at
+    /// its next fetch. librdkafka's 500 ms default would add up to that to every stage.
+    #[serde(default = "default_fetch_wait_max_ms")]
+    pub fetch_wait_max_ms: u32,
 }
 
 fn default_client_id() -> String {
@@ -96,6 +102,9 @@ fn default_partitions() -> i32 {
 }
 fn default_replication_factor() -> i32 {
     1
+}
+fn default_fetch_wait_max_ms() -> u32 {
+    20
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -35,27 +35,6 @@ pub struct CaseEntry {
     pub deadline: Option<String>,
     /// What the near-duplicate stage needs to recognise later reports of this incident.
     pub seed: CaseSeed,
-    /// The first report as published (petition.v1): for the ledger, and for sending the
-    /// case to another department later. Kept raw: a restore does not need to parse it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub petition: Option<RawJson>,
-}
-
-/// JSON kept as its text.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RawJson(pub Box<serde_json::value::RawValue>);
-
-impl PartialEq for RawJson {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.get() == other.0.get()
-    }
-}
-
-impl RawJson {
-    pub fn of(value: &serde_json::Value) -> Option<Self> {
-        serde_json::value::to_raw_value(value).ok().map(RawJson)
-    }
 }
 
 /// One report (petition) and the case it belongs to. Written once per petition id.
@@ -95,6 +74,11 @@ pub enum CaseLogEntry {
     Report(ReportEntry),
     Lifecycle(Lifecycle),
 }
+
+/// Key prefix of the case's first petition as published, on the same topic and
+/// partition: read by the ledger (and the status router, to send a case to another
+/// department), never by a restore, which skips these records by key without decoding.
+pub const PETITION_KEY_PREFIX: &str = "petition/";
 
 impl CaseLogEntry {
     pub fn key(&self) -> String {
@@ -312,7 +296,6 @@ impl CaseState {
                         problem,
                     },
                     routing,
-                    petition: None,
                 };
                 Outcome::Opened {
                     case: Box::new(case),

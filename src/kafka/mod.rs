@@ -20,3 +20,11 @@ pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
         .set("log_level", "3");
     cfg
 }
+
+/// `base_config` for a stage's consumer: fetches held only briefly (see
+/// `kafka.fetch_wait_max_ms`).
+pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut cfg = base_config(settings);
+    cfg.set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string());
+    cfg
+}

@@ -44,7 +44,7 @@ fn service_request(
         .reports
         .iter()
         .find(|r| r["petition_id"] == petition_id);
-    let petition = case.case.get("petition");
+    let petition = case.petition.as_ref();
     let first = case.case["case_id"] == petition_id;
     let phase = case.phase();
     let history = case

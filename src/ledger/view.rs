@@ -19,6 +19,8 @@ pub struct CaseView {
     pub partition: i32,
     pub case: Value,
     pub lifecycle: Option<Value>,
+    /// The case's first petition as published.
+    pub petition: Option<Value>,
     pub reports: Vec<Value>,
     /// Callback id → its final delivery record.
     pub callbacks: HashMap<String, Value>,
@@ -113,6 +115,7 @@ impl Ledger {
                 };
                 if let Some(old) = self.cases.remove(&id) {
                     view.lifecycle = old.lifecycle;
+                    view.petition = old.petition;
                     view.reports = old.reports;
                     view.callbacks = old.callbacks;
                 }
@@ -136,6 +139,14 @@ impl Ledger {
                 view.reports
                     .retain(|r| r["petition_id"].as_str() != Some(petition.as_str()));
                 view.reports.push(value.clone());
+            }
+            Some("petition") => {
+                let case = value["case_id"].as_str().unwrap_or_default().to_string();
+                let view = self.cases.entry(case).or_insert_with(|| CaseView {
+                    partition,
+                    ..CaseView::default()
+                });
+                view.petition = Some(value["petition"].clone());
             }
             Some("lifecycle") => {
                 let case = value["case_id"].as_str().unwrap_or_default().to_string();
@@ -180,7 +191,7 @@ fn read(
 ) -> Result<(), rdkafka::error::KafkaError> {
     let cases = topics.name(&topics.cases);
     let delivery = topics.name(&topics.callback_delivery);
-    let consumer: BaseConsumer = crate::kafka::base_config(kafka)
+    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka)
         .set("group.id", topics.name("ledger-reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

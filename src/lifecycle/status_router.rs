@@ -201,7 +201,7 @@ impl StatusRouter {
                         .filter(|c| !c.trim().is_empty())
                         .map(str::to_string),
                 },
-                petition: case.case.get("petition").cloned(),
+                petition: case.petition.clone(),
                 origin: origin.to_string(),
             };
             return Routed::Forward {
@@ -241,7 +241,7 @@ impl StatusRouter {
             };
         };
         let event = CaseEvent::Status {
-            petition: case.case.get("petition").cloned(),
+            petition: case.petition.clone(),
             event,
             origin: origin.to_string(),
         };
@@ -273,6 +273,8 @@ impl StatusRouter {
             .set("transactional.id", &self.transactional_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // See the dispatcher: otherwise each transaction waits 100 ms.
+            .set("retry.backoff.ms", "5")
             .create()?;
         {
             let producer = producer.clone();
@@ -287,7 +289,7 @@ impl StatusRouter {
             .await?;
         }
         let consumer: Arc<StreamConsumer> = Arc::new(
-            crate::kafka::base_config(&self.kafka)
+            crate::kafka::consumer_config(&self.kafka)
                 .set("group.id", &self.group_id)
                 .set("enable.auto.commit", "false")
                 .set("auto.offset.reset", "earliest")
@@ -374,6 +376,7 @@ impl StatusRouter {
         let forward_topic = self.topics.name(&self.topics.case_events);
         let rejected_topic = self.topics.name(&self.topics.status_rejected);
         let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut pending = Vec::new();
         for (d, m) in decisions.iter().zip(batch) {
             offsets.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
             let key = m
@@ -409,12 +412,32 @@ impl StatusRouter {
             if let Some(p) = partition {
                 record = record.partition(p);
             }
-            producer
-                .send_result(record)
-                .map_err(|(source, _)| RouterError::Transaction {
-                    stage: "queueing a record",
-                    source,
-                })?;
+            let delivery =
+                producer
+                    .send_result(record)
+                    .map_err(|(source, _)| RouterError::Transaction {
+                        stage: "queueing a record",
+                        source,
+                    })?;
+            pending.push(delivery);
+        }
+        // Acknowledged before committing: see `Dispatcher::delivered` (100 ms otherwise).
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((source, _))) => {
+                    return Err(RouterError::Transaction {
+                        stage: "writing a record",
+                        source,
+                    })
+                }
+                Err(_) => {
+                    return Err(RouterError::Transaction {
+                        stage: "writing a record",
+                        source: KafkaError::Canceled,
+                    })
+                }
+            }
         }
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in &offsets {

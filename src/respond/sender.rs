@@ -20,11 +20,13 @@ use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::Offset;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -147,25 +149,55 @@ impl CallbackSender {
         let producer: FutureProducer = crate::kafka::base_config(&self.kafka)
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            .set("linger.ms", "1")
             .create()
             .map_err(|e| self.kafka_err(e))?;
-        let consumer: StreamConsumer = crate::kafka::base_config(&self.kafka)
-            .set(
-                "group.id",
-                self.topics
-                    .name(&format!("callback-sender-{}", self.channel)),
-            )
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .create()
-            .map_err(|e| self.kafka_err(e))?;
+        let consumer: Arc<StreamConsumer> = Arc::new(
+            crate::kafka::consumer_config(&self.kafka)
+                .set(
+                    "group.id",
+                    self.topics
+                        .name(&format!("callback-sender-{}", self.channel)),
+                )
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("isolation.level", "read_committed")
+                .create()
+                .map_err(|e| self.kafka_err(e))?,
+        );
         let outbox = self.topics.callbacks_topic(&self.channel);
         consumer
             .subscribe(&[&outbox])
             .map_err(|e| self.kafka_err(e))?;
         tracing::info!(channel = %self.channel, already_delivered = delivered.len(),
             "callback sender started");
+        // The next callback goes out while the last one's delivery record is on its way:
+        // the committer commits each offset only after that record was acknowledged.
+        let (done_tx, done_rx) = mpsc::channel::<Finished>(1024);
+        let committer = tokio::spawn(commit_in_order(
+            done_rx,
+            consumer.clone(),
+            self.channel.clone(),
+        ));
+        let result = self
+            .send_all(&consumer, &producer, &delivered, &done_tx, cancel)
+            .await;
+        drop(done_tx);
+        let committed = committer.await.map_err(|e| SenderError::Http {
+            channel: self.channel.clone(),
+            message: e.to_string(),
+        })?;
+        result.and(committed)
+    }
+
+    async fn send_all(
+        &self,
+        consumer: &StreamConsumer,
+        producer: &FutureProducer,
+        delivered: &HashSet<String>,
+        done: &mpsc::Sender<Finished>,
+        cancel: &CancellationToken,
+    ) -> Result<(), SenderError> {
         loop {
             let message = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
@@ -180,24 +212,32 @@ impl CallbackSender {
                 }
             };
             let payload = message.payload().unwrap_or_default();
-            match serde_json::from_slice::<OutboxCallback>(payload) {
+            let acks = match serde_json::from_slice::<OutboxCallback>(payload) {
                 Ok(cb) if delivered.contains(&cb.callback_id) => {
                     tracing::debug!(callback_id = %cb.callback_id, "already delivered");
+                    Vec::new()
                 }
                 Ok(cb) => {
                     let Some(finished) = self.deliver(&cb, cancel).await else {
                         return Ok(()); // cancelled mid-delivery: redone after restart
                     };
-                    self.record(&producer, &cb, finished).await?;
+                    self.record(producer, &cb, finished)?
                 }
                 Err(e) => {
                     tracing::error!(channel = %self.channel, offset = message.offset(), error = %e,
                         "unreadable outbox record skipped");
+                    Vec::new()
                 }
+            };
+            let finished = Finished {
+                acks,
+                topic: message.topic().to_string(),
+                partition: message.partition(),
+                offset: message.offset(),
+            };
+            if done.send(finished).await.is_err() {
+                return Ok(()); // the committer stopped; its error is the session's
             }
-            consumer
-                .commit_message(&message, CommitMode::Sync)
-                .map_err(|e| self.kafka_err(e))?;
         }
     }
 
@@ -309,13 +349,14 @@ impl CallbackSender {
         }
     }
 
-    /// Writes the final state before the offset is committed (acks=all, waited for).
-    async fn record(
+    /// Queues the callback's final state (and, for a dead one, the dead letter and an
+    /// alert); the offset is committed once they were acknowledged.
+    fn record(
         &self,
         producer: &FutureProducer,
         cb: &OutboxCallback,
         (state, attempts): (&'static str, Vec<Attempt>),
-    ) -> Result<(), SenderError> {
+    ) -> Result<Vec<DeliveryFuture>, SenderError> {
         let record = DeliveryRecord {
             callback_id: &cb.callback_id,
             case_id: &cb.case_id,
@@ -327,40 +368,37 @@ impl CallbackSender {
             finished_at: chrono::Utc::now().to_rfc3339(),
         };
         let payload = serde_json::to_vec(&record).unwrap_or_default();
-        let mut topics = vec![self.topics.name(&self.topics.callback_delivery)];
+        let mut out = vec![(
+            self.topics.name(&self.topics.callback_delivery),
+            cb.callback_id.clone(),
+            payload.clone(),
+        )];
         if state == "dead" {
             tracing::error!(channel = %self.channel, callback_id = %cb.callback_id,
                 attempts = attempts.len(), "callback given up: dead letter and alert");
-            topics.push(self.topics.name(&self.topics.callbacks_dead));
-        }
-        for topic in topics {
-            producer
-                .send(
-                    FutureRecord::to(&topic)
-                        .key(&cb.callback_id)
-                        .payload(&payload),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|(e, _)| self.kafka_err(e))?;
-        }
-        if state == "dead" {
+            out.push((
+                self.topics.name(&self.topics.callbacks_dead),
+                cb.callback_id.clone(),
+                payload,
+            ));
             let alert = serde_json::json!({
                 "kind": "callback_dead", "case_id": cb.case_id, "channel": cb.channel,
                 "callback_id": cb.callback_id, "status": cb.status,
                 "attempts": attempts.len(), "at": chrono::Utc::now().to_rfc3339(),
             });
-            let topic = self.topics.name(&self.topics.alerts);
-            let payload = alert.to_string();
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&cb.case_id).payload(&payload),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|(e, _)| self.kafka_err(e))?;
+            out.push((
+                self.topics.name(&self.topics.alerts),
+                cb.case_id.clone(),
+                alert.to_string().into_bytes(),
+            ));
         }
-        Ok(())
+        out.into_iter()
+            .map(|(topic, key, payload)| {
+                producer
+                    .send_result(FutureRecord::to(&topic).key(&key).payload(&payload))
+                    .map_err(|(e, _)| self.kafka_err(e))
+            })
+            .collect()
     }
 
     /// The callbacks of this channel `callbacks.delivery` says are finished.
@@ -425,6 +463,57 @@ fn read_delivered(
         }
     }
     Ok(done)
+}
+
+/// A handled outbox record: its offset may be committed once `acks` came back.
+struct Finished {
+    acks: Vec<DeliveryFuture>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+/// Commits outbox offsets in order, each after its delivery records were acknowledged.
+/// A record Kafka refused ends the session: the callback is read (and sent) again.
+async fn commit_in_order(
+    mut done: mpsc::Receiver<Finished>,
+    consumer: Arc<StreamConsumer>,
+    channel: String,
+) -> Result<(), SenderError> {
+    let kafka_err = |source| SenderError::Kafka {
+        channel: channel.clone(),
+        source,
+    };
+    let mut latest: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    while let Some(f) = done.recv().await {
+        for ack in f.acks {
+            match ack.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(kafka_err(e)),
+                Err(_) => return Err(kafka_err(KafkaError::Canceled)),
+            }
+        }
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&f.topic, f.partition, Offset::Offset(f.offset + 1))
+            .map_err(kafka_err)?;
+        consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(kafka_err)?;
+        latest.insert((f.topic, f.partition), f.offset + 1);
+    }
+    // Stopping: the last offsets for sure, so a restart does not read them again.
+    if !latest.is_empty() {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for ((topic, partition), offset) in &latest {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(kafka_err)?;
+        }
+        let result = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|_| kafka_err(KafkaError::Canceled))?;
+        result.map_err(kafka_err)?;
+    }
+    Ok(())
 }
 
 fn attempt(outcome: &'static str, http_status: Option<u16>, detail: String) -> Attempt {

@@ -510,6 +510,7 @@ pub async fn read_case_log_within(
         reports: HashMap::new(),
         lifecycles: HashMap::new(),
     };
+    let mut petitions = std::collections::HashSet::new();
     for r in records {
         let key = r.key.clone().unwrap();
         match r.value["type"].as_str().unwrap() {
@@ -544,6 +545,15 @@ pub async fn read_case_log_within(
                 }
                 log.lifecycles.insert(id, r.value);
             }
+            // The case's first petition, once per case.
+            "petition" => {
+                let id = r.value["case_id"].as_str().unwrap().to_string();
+                assert_eq!(key, format!("petition/{id}"));
+                assert!(
+                    petitions.insert(id.clone()),
+                    "the petition of case {id} written twice"
+                );
+            }
             other => panic!("unknown case record type {other}"),
         }
     }
@@ -552,6 +562,10 @@ pub async fn read_case_log_within(
             assert!(
                 log.lifecycles.contains_key(case),
                 "case {case} has no lifecycle"
+            );
+            assert!(
+                petitions.contains(case),
+                "case {case} has no petition record"
             );
         }
     }
