@@ -129,6 +129,31 @@ async fn every_source_of_a_case_hears_its_moves_in_order() {
     assert_eq!(codes("LC-1"), ["01", "02"]);
     assert_eq!(codes("LC-2"), ["01", "06"]);
     assert_eq!(received.len(), 4, "nothing else was sent: {received:?}");
+
+    // From now on both work orders hear every move of the case they share.
+    let department = lifecycle.value["department"].as_str().unwrap().to_string();
+    publish_status(&cfg.prefix, &first_id, "accepted", &department, "已签收").await;
+    publish_status(&cfg.prefix, &first_id, "resolved", &department, "已修好").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let received = loop {
+        let received = hotline.get("/_sim/received").await;
+        let received = received.as_array().unwrap().clone();
+        if received.len() >= 8 || std::time::Instant::now() > deadline {
+            break received;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let codes = |gdbh: &str| -> Vec<String> {
+        received
+            .iter()
+            .filter(|r| r["body"]["gdbh"] == gdbh)
+            .map(|r| r["body"]["zt"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(codes("LC-1"), ["01", "02", "03", "04"]);
+    assert_eq!(codes("LC-2"), ["01", "06", "03", "04"]);
+    let done = received.iter().find(|r| r["body"]["zt"] == "04").unwrap();
+    assert_eq!(done["body"]["bljg"], "已修好", "{done}");
     let dispatched = received.iter().find(|r| r["body"]["zt"] == "02").unwrap();
     assert!(!dispatched["body"]["blbm"].as_str().unwrap().is_empty());
     gw.shutdown().await;
@@ -243,6 +268,9 @@ async fn a_case_lives_until_the_citizen_is_satisfied() {
 
     let opened = wait_phase(&gw, &case_id, "dispatched", 3).await;
     assert_eq!(opened["department"], "urban-management");
+    assert_eq!(opened["petition"]["source_id"], "LIFE-1", "{opened}");
+    assert_eq!(opened["routing"]["department"], "urban-management");
+    assert_eq!(opened["reports"].as_array().unwrap().len(), 1);
     // Departments see their own cases only; another department's is not there at all.
     assert_eq!(
         ledger(&gw, &format!("/cases/{case_id}"), URBAN_KEY).await.0,

@@ -112,6 +112,7 @@ async fn one(
     body["case"] = record;
     body["routing"] = case.case["routing"].clone();
     body["reports"] = Value::Array(case.reports.clone());
+    body["petition"] = case.petition.clone().unwrap_or(Value::Null);
     if let Some(l) = &case.lifecycle {
         body["history"] = l["history"].clone();
         body["sources"] = l["sources"].clone();
