@@ -31,6 +31,8 @@ async fn every_source_of_a_case_hears_its_moves_in_order() {
             .with("base", hotline.url.clone())
             .with("callbacks", "true")],
     );
+    // Several partitions: status events must find the case's partition.
+    with_partitions(&cfg, 3);
     let gw = start(&cfg.file).await;
     wait_ready(&gw, true).await;
 
@@ -241,6 +243,7 @@ async fn a_case_lives_until_the_citizen_is_satisfied() {
             .with("base", format!("http://127.0.0.1:{port}"))
             .with("callbacks", "true")],
     );
+    with_partitions(&cfg, 3);
     let text = std::fs::read_to_string(&cfg.file).unwrap();
     std::fs::write(
         &cfg.file,

@@ -188,9 +188,10 @@ async fn a_restart_loses_no_callback_sends_none_twice_and_alerts_once() {
         None,
         &["--port", &port.to_string(), "--secret", TOKEN],
     );
-    // Slow answers, so the restart comes while callbacks are still queued.
+    // Slow answers (40 callbacks take ~16 s), so the restart comes after the due-soon
+    // alerts (12 s) and while callbacks are still queued.
     hotline
-        .control("/_sim/faults", json!({"delay_ms": 150, "count": 100000}))
+        .control("/_sim/faults", json!({"delay_ms": 400, "count": 100000}))
         .await;
 
     let gw = start(&cfg.file).await;
@@ -202,17 +203,14 @@ async fn a_restart_loses_no_callback_sends_none_twice_and_alerts_once() {
         assert_eq!(answer.body["code"], 0, "{}", answer.body);
         cases.push(answer.body["data"]["receipt"].as_str().unwrap().to_string());
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while hotline_codes(&hotline)
-        .await
-        .values()
-        .map(Vec::len)
-        .sum::<usize>()
-        < 10
-    {
-        assert!(Instant::now() < deadline, "callbacks never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Every due-soon alert fired before the restart; the overdue ones (24 s) come after.
+    let due_soon = read_topics_until(
+        &[format!("{}petitions.alerts", cfg.prefix)],
+        |records| records.len() >= 20,
+        Duration::ZERO,
+    )
+    .await;
+    assert!(due_soon.iter().all(|a| a.value["kind"] == "due_soon"));
     gw.shutdown().await;
     let before = hotline_codes(&hotline)
         .await

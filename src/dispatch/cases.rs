@@ -341,6 +341,11 @@ impl CaseState {
                 }
             }
             CaseLogEntry::Lifecycle(l) => {
+                // Escalated by the center or the clock: a later report does not escalate
+                // it again.
+                if l.escalated {
+                    self.escalated.insert(id_key(&l.case_id));
+                }
                 // Finished cases leave memory; the ledger keeps their history.
                 if l.phase.terminal() {
                     self.lifecycles.remove(&id_key(&l.case_id));

@@ -451,7 +451,7 @@ impl Dispatcher {
 
     async fn transact(
         &self,
-        consumer: &InboundConsumer,
+        consumer: &Arc<InboundConsumer>,
         producer: &FutureProducer,
         batch: &[OwnedMessage],
         states: &mut HashMap<i32, CaseState>,
@@ -619,8 +619,31 @@ impl Dispatcher {
             }
         }
 
-        if due {
+        // Timers fire in a transaction that also carries input offsets, so a member the
+        // group has already replaced (it has not noticed yet) is fenced by the group
+        // generation check instead of firing them a second time. Without a batch, the
+        // offsets already committed are committed again; with none yet, the timers wait.
+        let mut fence: Vec<(String, i32, i64)> = Vec::new();
+        if due && offsets.is_empty() {
+            let c = consumer.clone();
+            let committed = blocking(move || Ok(c.committed(KAFKA_CALL_TIMEOUT)?)).await?;
+            for e in committed.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    fence.push((e.topic().to_string(), e.partition(), o));
+                }
+            }
+        }
+        let assigned: Vec<i32> = consumer
+            .assignment()?
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        if due && (!offsets.is_empty() || !fence.is_empty()) {
             for (partition, state) in states.iter_mut() {
+                if !assigned.contains(partition) {
+                    continue;
+                }
                 for case_id in state.due(now.timestamp(), self.timing) {
                     let Some(mut lifecycle) = state.lifecycle(&case_id).cloned() else {
                         continue;
@@ -635,6 +658,9 @@ impl Dispatcher {
 
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in &offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+        for (topic, partition, offset) in &fence {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
         let group = consumer
@@ -691,8 +717,14 @@ impl Dispatcher {
         let event: CaseEvent = match serde_json::from_slice(payload) {
             Ok(e) => e,
             Err(e) => {
-                tracing::error!(partition, error = %e, "unreadable case event skipped");
-                return Ok(());
+                tracing::error!(partition, error = %e, "unreadable case event rejected");
+                let record = serde_json::json!({
+                    "reason": format!("not a case event: {e}"), "errors": [],
+                    "event": String::from_utf8_lossy(payload),
+                    "rejected_at": now.to_rfc3339(),
+                });
+                let topic = self.topics.name(&self.topics.status_rejected);
+                return self.send(producer, &topic, None, "dispatcher", &record, None);
             }
         };
         let departments = ListDepartments {

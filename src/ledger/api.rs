@@ -178,7 +178,7 @@ async fn list(
     let total = hits.len();
     let cases: Vec<Value> = hits
         .iter()
-        .skip((page - 1) * per_page)
+        .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
         .map(|(id, c)| summary(id, c))
         .collect();

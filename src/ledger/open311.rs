@@ -66,6 +66,18 @@ fn service_request(
         _ => None,
     };
     let point = petition.filter(|_| first).map(|p| &p["location"]["point"]);
+    // Any citizen's name a department's note repeats.
+    let names: Vec<String> = case
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l["sources"].as_array())
+        .map(|s| {
+            s.iter()
+                .filter_map(|s| s["reporter_name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let status_notes = status_notes.map(|n| crate::lifecycle::notify::mask_names(&n, &names));
     json!({
         "service_request_id": petition_id,
         "status": if matches!(phase, "closed" | "rejected") { "closed" } else { "open" },

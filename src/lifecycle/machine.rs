@@ -168,6 +168,8 @@ pub enum Refusal {
     },
     #[error("{status} is the center's to publish, not a department's")]
     CenterOnly { status: String },
+    #[error("{status} is the department's to publish; the center assigns, escalates, closes and reopens")]
+    DepartmentOnly { status: String },
     #[error("stale: case {case_id} is already {phase}, {status} would move it back")]
     Stale {
         case_id: String,
@@ -279,6 +281,7 @@ impl Lifecycle {
                 at,
                 "gateway",
                 None,
+                true,
                 &mut fx,
             );
         }
@@ -332,7 +335,33 @@ impl Lifecycle {
     ) -> Result<Effects, Refusal> {
         let center = e.department == CENTER;
         let status = e.status.as_str();
+        if center
+            && matches!(
+                status,
+                "accepted" | "in_progress" | "resolved" | "returned" | "rejected"
+            )
+        {
+            return Err(Refusal::DepartmentOnly {
+                status: e.status.clone(),
+            });
+        }
         if !center {
+            // Published before the case was last (re)dispatched: an event about the
+            // earlier round (a resolution from before a reopen), not this one. Five
+            // minutes allow for the departments' clocks.
+            let published = chrono::DateTime::parse_from_rfc3339(&e.at).map(|t| t.timestamp());
+            if let (Ok(published), Some(since)) = (published, self.dispatched_at) {
+                if published + 300 < since {
+                    return Err(Refusal::Stale {
+                        case_id: self.case_id.clone(),
+                        phase: self.phase.as_str(),
+                        status: format!(
+                            "{} published before the case was last dispatched",
+                            e.status
+                        ),
+                    });
+                }
+            }
             if matches!(status, "escalated" | "closed" | "reopened") {
                 return Err(Refusal::CenterOnly {
                     status: e.status.clone(),
@@ -393,9 +422,23 @@ impl Lifecycle {
                 if !(self.phase.working() || self.phase == Phase::Triage) {
                     return Err(self.refuse(status, false));
                 }
+                // To itself would only reset its own deadline and overdue mark.
+                if to == self.department {
+                    return Err(Refusal::Invalid(format!(
+                        "case {} is already routed to {to}",
+                        self.case_id
+                    )));
+                }
+                let from_triage = self.phase == Phase::Triage;
                 self.record_event(e, at);
-                fx.notices.push(Notice::all("reassigned", note.clone()));
-                self.dispatch(to, sla, at, by, note, &mut fx);
+                // The sources hear one thing: dispatched (out of triage) or reassigned.
+                let notice = if from_triage {
+                    "dispatched"
+                } else {
+                    "reassigned"
+                };
+                fx.notices.push(Notice::all(notice, note.clone()));
+                self.dispatch(to, sla, at, by, note, false, &mut fx);
             }
             "rejected" => {
                 if !matches!(self.phase, Phase::Dispatched | Phase::Accepted) {
@@ -427,8 +470,10 @@ impl Lifecycle {
                 self.record_event(e, at);
                 fx.notices.push(Notice::all("closed", note));
             }
+            // A closed case is final (its recurrence is a new petition): only a resolved
+            // one the citizen turned out not to be satisfied with is reopened.
             "reopened" => {
-                if !matches!(self.phase, Phase::Resolved | Phase::Closed) {
+                if self.phase != Phase::Resolved {
                     return Err(self.refuse(status, false));
                 }
                 self.record_event(e, at);
@@ -554,6 +599,7 @@ impl Lifecycle {
             .find(|s| s.channel == channel && s.source_id == source_id)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &mut self,
         department: &str,
@@ -561,6 +607,7 @@ impl Lifecycle {
         at: i64,
         by: &str,
         note: Option<String>,
+        notify: bool,
         fx: &mut Effects,
     ) {
         self.phase = Phase::Dispatched;
@@ -571,7 +618,9 @@ impl Lifecycle {
         self.overdue = false;
         self.resolved_at = None;
         self.record("dispatched", at, by, Some(department.to_string()), note);
-        fx.notices.push(Notice::all("dispatched", None));
+        if notify {
+            fx.notices.push(Notice::all("dispatched", None));
+        }
         fx.dispatch_to = Some(department.to_string());
     }
 
@@ -590,7 +639,7 @@ impl Lifecycle {
             (Some(from), Some(to)) => to - from,
             _ => 72 * HOUR,
         };
-        self.dispatch(&department, sla_secs, at, by, note, fx);
+        self.dispatch(&department, sla_secs, at, by, note, true, fx);
     }
 
     fn clear_deadline(&mut self) {
@@ -783,7 +832,8 @@ mod tests {
         let fx = c.apply(&assign, T0 + 7, &List).unwrap();
         assert_eq!(fx.dispatch_to.as_deref(), Some("housing"));
         assert_eq!(c.deadline, Some(T0 + 7 + 48 * HOUR));
-        assert_eq!(statuses(&fx), ["reassigned", "dispatched"]);
+        // Out of triage the sources hear "dispatched", once.
+        assert_eq!(statuses(&fx), ["dispatched"]);
     }
 
     #[test]
@@ -913,7 +963,7 @@ mod tests {
     }
 
     #[test]
-    fn the_center_escalates_once_and_reopens_a_closed_case() {
+    fn the_center_escalates_once_and_a_closed_case_stays_closed() {
         let mut c = opened();
         assert!(
             c.apply(&event("escalated", CENTER), T0, &List)
@@ -925,9 +975,75 @@ mod tests {
             Err(Refusal::Stale { .. })
         ));
         c.apply(&event("resolved", "water"), T0, &List).unwrap();
-        c.apply(&event("closed", CENTER), T0 + 1, &List).unwrap();
-        let fx = c.apply(&event("reopened", CENTER), T0 + 2, &List).unwrap();
+        // The center's own satisfaction call turned out badly: reopened.
+        let fx = c.apply(&event("reopened", CENTER), T0 + 1, &List).unwrap();
         assert_eq!(fx.dispatch_to.as_deref(), Some("water"));
         assert_eq!(c.phase, Phase::Dispatched);
+        c.apply(&event("resolved", "water"), T0 + 2, &List).unwrap();
+        c.apply(&event("closed", CENTER), T0 + 3, &List).unwrap();
+        assert!(c.apply(&event("reopened", CENTER), T0 + 4, &List).is_err());
+        assert_eq!(c.phase, Phase::Closed);
+    }
+
+    #[test]
+    fn the_center_cannot_make_a_departments_moves() {
+        let mut c = opened();
+        for s in [
+            "accepted",
+            "in_progress",
+            "resolved",
+            "returned",
+            "rejected",
+        ] {
+            let r = c.apply(&event(s, CENTER), T0, &List);
+            assert!(
+                matches!(r, Err(Refusal::DepartmentOnly { .. })),
+                "{s}: {r:?}"
+            );
+        }
+        assert_eq!(c.phase, Phase::Dispatched);
+    }
+
+    #[test]
+    fn a_reassignment_is_heard_once_and_never_to_itself() {
+        let mut c = opened();
+        c.tick(T0 + 72 * HOUR, TIMING);
+        assert!(c.overdue);
+        let mut e = event("reassigned", "water");
+        e.to_department = Some("water".into());
+        assert!(matches!(
+            c.apply(&e, T0 + 72 * HOUR, &List),
+            Err(Refusal::Invalid(_))
+        ));
+        assert!(c.overdue, "its own overdue mark stays");
+        e.to_department = Some("housing".into());
+        let fx = c.apply(&e, T0 + 73 * HOUR, &List).unwrap();
+        assert_eq!(statuses(&fx), ["reassigned"]);
+        assert_eq!(fx.dispatch_to.as_deref(), Some("housing"));
+    }
+
+    #[test]
+    fn an_event_published_before_the_last_dispatch_is_stale() {
+        let mut c = opened();
+        c.apply(&event("resolved", "water"), T0 + HOUR, &List)
+            .unwrap();
+        c.apply(&event("reopened", CENTER), T0 + 2 * HOUR, &List)
+            .unwrap();
+        // The department's resolution of the first round, arriving late.
+        let mut late = event("resolved", "water");
+        late.at = chrono::DateTime::from_timestamp(T0 + HOUR, 0)
+            .unwrap()
+            .to_rfc3339();
+        let fresh = chrono::DateTime::from_timestamp(T0 + 3 * HOUR, 0)
+            .unwrap()
+            .to_rfc3339();
+        assert!(matches!(
+            c.apply(&late, T0 + 3 * HOUR, &List),
+            Err(Refusal::Stale { .. })
+        ));
+        assert_eq!(c.phase, Phase::Dispatched);
+        late.at = fresh;
+        c.apply(&late, T0 + 3 * HOUR, &List).unwrap();
+        assert_eq!(c.phase, Phase::Resolved);
     }
 }

@@ -35,6 +35,18 @@ pub struct OutboxCallback {
     /// Only to scrub it from public replies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reporter_name: Option<String>,
+    /// Every source's reporter name: masked in the note whatever the channel, so a
+    /// department's note never carries one citizen's name to another's channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+/// `text` with every one of `names` masked.
+pub fn mask_names(text: &str, names: &[String]) -> String {
+    names
+        .iter()
+        .filter(|n| n.chars().count() >= 2)
+        .fold(text.to_string(), |t, n| t.replace(n.as_str(), "***"))
 }
 
 /// The callbacks `fx` asks for, given the case after the move.
@@ -48,6 +60,11 @@ pub fn callbacks(
     department_name: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<OutboxCallback> {
     let working = (case.department != super::TRIAGE).then(|| case.department.clone());
+    let names: Vec<String> = case
+        .sources
+        .iter()
+        .filter_map(|s| s.reporter_name.clone())
+        .collect();
     let mut out = Vec::new();
     for (i, notice) in fx.notices.iter().enumerate() {
         for source in &case.sources {
@@ -80,6 +97,7 @@ pub fn callbacks(
                 deadline: case.deadline,
                 merged_into: (notice.status == "merged").then(|| case.case_id.clone()),
                 reporter_name: source.reporter_name.clone(),
+                names: names.clone(),
             });
         }
     }
@@ -137,6 +155,11 @@ mod tests {
             ]
         );
         assert_eq!(merged[1].merged_into.as_deref(), Some("c1"));
+        assert_eq!(
+            mask_names("已联系葛女士核实", &merged[0].names),
+            "已联系***核实",
+            "the first report's name is masked in what the second hears"
+        );
         assert_eq!(merged[1].case_status, "dispatched");
         let ids: std::collections::HashSet<_> = first
             .iter()

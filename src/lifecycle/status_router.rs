@@ -41,6 +41,10 @@ pub enum RouterError {
     },
     #[error("status router: a blocking call did not finish: {0}")]
     Blocking(String),
+    /// The ledger has not read all committed cases yet (starting, or lagging): the
+    /// batch is read again later rather than its events rejected as unknown.
+    #[error("status router: the ledger is still catching up")]
+    LedgerBehind,
 }
 
 impl RouterError {
@@ -50,7 +54,7 @@ impl RouterError {
                 source: KafkaError::Transaction(e),
                 ..
             } => e.is_fatal(),
-            RouterError::Transaction { .. } => false,
+            RouterError::Transaction { .. } | RouterError::LedgerBehind => false,
             _ => true,
         }
     }
@@ -309,6 +313,13 @@ impl StatusRouter {
                 continue;
             }
             if let Err(e) = self.transact(&consumer, &producer, &batch).await {
+                if matches!(e, RouterError::LedgerBehind) {
+                    // Nothing was begun: read the batch again once the ledger caught up.
+                    tracing::warn!("status router waits for the ledger; the batch is read again");
+                    rewind(&consumer, &batch).await?;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
                 if e.fatal_for_producer() {
                     return Err(e);
                 }
@@ -349,11 +360,14 @@ impl StatusRouter {
         {
             let (kafka, topics, ledger) =
                 (self.kafka.clone(), self.topics.clone(), self.ledger.clone());
-            blocking(move || {
+            let caught_up = blocking(move || {
                 crate::ledger::wait_caught_up(&kafka, &topics, &ledger, UNKNOWN_CASE_WAIT)
                     .map_err(RouterError::Client)
             })
             .await?;
+            if !caught_up {
+                return Err(RouterError::LedgerBehind);
+            }
             for (d, m) in decisions.iter_mut().zip(batch) {
                 if matches!(d, Routed::Unknown { .. }) {
                     let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
@@ -514,4 +528,133 @@ async fn rewind(consumer: &Arc<StreamConsumer>, batch: &[OwnedMessage]) -> Resul
         Ok(())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::responsibility::ResponsibilityList;
+    use crate::normalize::region::Gazetteer;
+
+    fn router(ledger: SharedLedger) -> StatusRouter {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let g: Gazetteer = toml::from_str(
+            &std::fs::read_to_string(format!("{root}/config/gazetteer.toml")).expect("gazetteer"),
+        )
+        .expect("gazetteer parses");
+        let list = ResponsibilityList::load(
+            std::path::Path::new(&format!("{root}/config/responsibility.toml")),
+            &g,
+        )
+        .expect("list");
+        StatusRouter::new(
+            &KafkaSettings {
+                bootstrap_servers: "127.0.0.1:1".into(),
+                client_id: "test".into(),
+                message_timeout_ms: 1000,
+                partitions: 1,
+                replication_factor: 1,
+                fetch_wait_max_ms: 20,
+            },
+            TopicSettings::default(),
+            ledger,
+            crate::dispatch::reload::fixed(list, "test"),
+            Arc::new(Schemas::compile().expect("schemas")),
+            "test",
+        )
+    }
+
+    fn ledger_with_case(partition: i32) -> SharedLedger {
+        let ledger = SharedLedger::default();
+        {
+            let mut l = ledger.write().expect("ledger");
+            l.apply(
+                "petitions.cases",
+                "petitions.cases",
+                partition,
+                &json!({"type": "case", "case_id": "k1", "department": "water"}),
+            );
+            l.apply(
+                "petitions.cases",
+                "petitions.cases",
+                partition,
+                &json!({"type": "report", "case_id": "k1", "petition_id": "p2"}),
+            );
+            l.apply(
+                "petitions.cases",
+                "petitions.cases",
+                partition,
+                &json!({"type": "petition", "case_id": "k1", "petition": {"id": "k1"}}),
+            );
+        }
+        ledger
+    }
+
+    fn event(case: &str, department: &str) -> Vec<u8> {
+        json!({"case_id": case, "status": "accepted", "department": department,
+            "at": "2026-11-24T10:00:00+08:00"})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn an_event_goes_to_the_partition_that_owns_its_case_with_the_petition() {
+        let r = router(ledger_with_case(2));
+        let Routed::Forward {
+            partition,
+            event: e,
+        } = r.route("petitions.status", "o", &event("k1", "water"))
+        else {
+            panic!("not forwarded");
+        };
+        assert_eq!(partition, 2);
+        assert_eq!(e["kind"], "status");
+        assert_eq!(e["petition"]["id"], "k1");
+        // Feedback finds its case by the petition id.
+        let feedback = json!({"channel": "city-app", "source_id": "T-2", "petition_id": "p2",
+            "payload": {"satisfied": false, "comment": "没修好"}});
+        let Routed::Forward {
+            partition,
+            event: e,
+        } = r.route("petitions.feedback", "o", feedback.to_string().as_bytes())
+        else {
+            panic!("feedback not forwarded");
+        };
+        assert_eq!((partition, e["case_id"].as_str()), (2, Some("k1")));
+        assert_eq!(e["feedback"]["comment"], "没修好");
+    }
+
+    #[test]
+    fn bad_or_unknown_events_are_refused_with_their_paths_or_wait() {
+        let r = router(ledger_with_case(0));
+        assert_eq!(
+            r.route("petitions.status", "o", &event("nope", "water")),
+            Routed::Unknown {
+                case_id: "nope".into()
+            }
+        );
+        let Routed::Reject { errors, .. } = r.route("petitions.status", "o", &event("k1", "Nope!"))
+        else {
+            panic!("accepted a bad department code");
+        };
+        assert_eq!(errors[0]["path"], "/department");
+        let Routed::Reject { reason, .. } =
+            r.route("petitions.status", "o", &event("k1", "no-such-dept"))
+        else {
+            panic!("accepted an unknown department");
+        };
+        assert!(reason.contains("no-such-dept"), "{reason}");
+        assert!(matches!(
+            r.route("petitions.status", "o", b"{"),
+            Routed::Reject { .. }
+        ));
+        let no_answer =
+            json!({"channel": "city-app", "source_id": "T", "petition_id": "p2", "payload": {}});
+        let Routed::Reject { errors, .. } =
+            r.route("petitions.feedback", "o", no_answer.to_string().as_bytes())
+        else {
+            panic!("feedback without an answer forwarded");
+        };
+        assert_eq!(errors[0]["path"], "/payload/satisfied");
+    }
 }

@@ -24,6 +24,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::Offset;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -145,14 +146,15 @@ impl CallbackSender {
     }
 
     async fn session(&self, cancel: &CancellationToken) -> Result<(), SenderError> {
-        let delivered = self.delivered_before().await?;
+        let mut delivered = self.delivered_before().await?;
         let producer: FutureProducer = crate::kafka::base_config(&self.kafka)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
             .create()
             .map_err(|e| self.kafka_err(e))?;
-        let consumer: Arc<StreamConsumer> = Arc::new(
+        let reassigned = Arc::new(AtomicBool::new(false));
+        let consumer: Arc<OutboxConsumer> = Arc::new(
             crate::kafka::consumer_config(&self.kafka)
                 .set(
                     "group.id",
@@ -162,7 +164,7 @@ impl CallbackSender {
                 .set("enable.auto.commit", "false")
                 .set("auto.offset.reset", "earliest")
                 .set("isolation.level", "read_committed")
-                .create()
+                .create_with_context(Reassigned(reassigned.clone()))
                 .map_err(|e| self.kafka_err(e))?,
         );
         let outbox = self.topics.callbacks_topic(&self.channel);
@@ -180,7 +182,14 @@ impl CallbackSender {
             self.channel.clone(),
         ));
         let result = self
-            .send_all(&consumer, &producer, &delivered, &done_tx, cancel)
+            .send_all(
+                &consumer,
+                &producer,
+                &mut delivered,
+                &reassigned,
+                &done_tx,
+                cancel,
+            )
             .await;
         drop(done_tx);
         let committed = committer.await.map_err(|e| SenderError::Http {
@@ -192,9 +201,10 @@ impl CallbackSender {
 
     async fn send_all(
         &self,
-        consumer: &StreamConsumer,
+        consumer: &OutboxConsumer,
         producer: &FutureProducer,
-        delivered: &HashSet<String>,
+        delivered: &mut HashSet<String>,
+        reassigned: &AtomicBool,
         done: &mpsc::Sender<Finished>,
         cancel: &CancellationToken,
     ) -> Result<(), SenderError> {
@@ -211,6 +221,11 @@ impl CallbackSender {
                     continue;
                 }
             };
+            // Partitions another instance held may hold callbacks it delivered after this
+            // session read the delivery topic: read it again before going on.
+            if reassigned.swap(false, Ordering::SeqCst) {
+                *delivered = self.delivered_before().await?;
+            }
             let payload = message.payload().unwrap_or_default();
             let acks = match serde_json::from_slice::<OutboxCallback>(payload) {
                 Ok(cb) if delivered.contains(&cb.callback_id) => {
@@ -221,6 +236,7 @@ impl CallbackSender {
                     let Some(finished) = self.deliver(&cb, cancel).await else {
                         return Ok(()); // cancelled mid-delivery: redone after restart
                     };
+                    delivered.insert(cb.callback_id.clone());
                     self.record(producer, &cb, finished)?
                 }
                 Err(e) => {
@@ -432,6 +448,7 @@ fn read_delivered(
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     let mut done = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
     for p in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
         if high <= low {
@@ -440,14 +457,21 @@ fn read_delivered(
         let mut tpl = rdkafka::TopicPartitionList::new();
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
         consumer.assign(&tpl)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
+        loop {
+            // A partial set would send confirmed callbacks again: fail instead.
+            if Instant::now() > deadline {
+                return Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::RequestTimedOut,
+                ));
+            }
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
                     if let Some(Ok(v)) =
                         m.payload().map(serde_json::from_slice::<serde_json::Value>)
                     {
-                        if v["channel"] == channel && v["state"] != "dead" {
+                        // Delivered, not applicable or dead: finished either way (a dead
+                        // one is not retried, nor dead-lettered, a second time).
+                        if v["channel"] == channel {
                             if let Some(id) = v["callback_id"].as_str() {
                                 done.insert(id.to_string());
                             }
@@ -477,7 +501,7 @@ struct Finished {
 /// A record Kafka refused ends the session: the callback is read (and sent) again.
 async fn commit_in_order(
     mut done: mpsc::Receiver<Finished>,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<OutboxConsumer>,
     channel: String,
 ) -> Result<(), SenderError> {
     let kafka_err = |source| SenderError::Kafka {
@@ -516,6 +540,25 @@ async fn commit_in_order(
     Ok(())
 }
 
+/// Notes each new assignment of outbox partitions.
+struct Reassigned(Arc<AtomicBool>);
+
+impl rdkafka::ClientContext for Reassigned {}
+
+impl rdkafka::consumer::ConsumerContext for Reassigned {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Assign(_) = rebalance {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+type OutboxConsumer = StreamConsumer<Reassigned>;
+
 fn attempt(outcome: &'static str, http_status: Option<u16>, detail: String) -> Attempt {
     Attempt {
         at: chrono::Utc::now().to_rfc3339(),
@@ -540,7 +583,10 @@ pub fn to_event(cb: &OutboxCallback) -> CallbackEvent {
         status: cb.status.clone(),
         department_code: cb.department.clone(),
         department_name: cb.department_name.clone(),
-        note: cb.note.clone(),
+        note: cb
+            .note
+            .as_deref()
+            .map(|n| crate::lifecycle::notify::mask_names(n, &cb.names)),
         at: time(cb.at),
         deadline: cb.deadline.map(time),
         merged_into: cb.merged_into.clone(),
