@@ -100,11 +100,23 @@ async fn a_channel_down_for_a_while_gets_everything_in_order_and_delays_no_other
     hotline
         .control("/_sim/faults", json!({"status": 503, "until": "clear"}))
         .await;
-    let outage_started = Instant::now();
     for i in 0..10 {
         let answer = post_order(&gw, &order(&format!("OUT-{i}"), 100 + i)).await;
         assert_eq!(answer.body["code"], 0, "{}", answer.body);
     }
+    // The hotline's sender is stuck retrying before the grid app sends anything.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hotline
+        .get("/_sim/received")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the hotline was never tried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let outage_started = Instant::now();
     let pushed = community.push(json!({"count": 10})).await;
     assert!(pushed.iter().all(|r| r["http_status"] == 200), "{pushed:?}");
 
@@ -141,9 +153,8 @@ async fn a_channel_down_for_a_while_gets_everything_in_order_and_delays_no_other
             .all(|r| r["accepted"] == false),
         "the hotline accepted something while down"
     );
-    assert!(!failing.as_array().unwrap().is_empty(), "nothing was tried");
     eprintln!(
-        "hotline down: community app got all {} callbacks {:?} after the first petition; the hotline refused {} attempts meanwhile",
+        "hotline down: community app got all {} callbacks {:?} after its events were sent; the hotline refused {} attempts in all",
         community_received.len(),
         community_done,
         failing.as_array().unwrap().len()

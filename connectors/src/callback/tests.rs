@@ -136,6 +136,14 @@ fn hotline_status_back() {
     let b = json_body(&render(&s, &event("hotline", "dispatched")));
     assert_eq!(b["zt"], json!("02"));
     assert_eq!(b["bljg"], json!("已派单至荣成市住房和城乡建设局"));
+    // With the deadline the gateway set, in local time.
+    let mut e = event("hotline", "dispatched");
+    e.deadline = Utc.with_ymd_and_hms(2026, 11, 27, 10, 30, 5).single();
+    let b = json_body(&render(&s, &e));
+    assert_eq!(
+        b["bljg"],
+        json!("已派单至荣成市住房和城乡建设局，办理时限2026-11-27 18:30")
+    );
 
     let b = json_body(&render(&s, &event("hotline", "resolved")));
     assert_eq!(b["zt"], json!("04"));
