@@ -1011,6 +1011,9 @@ pub fn restore_partition(
         .create()?;
     let (low, high) = consumer.fetch_watermarks(topic, partition, KAFKA_CALL_TIMEOUT)?;
     let mut entries = Vec::new();
+    // A case's lifecycle is rewritten on every move and only the latest counts: keep
+    // each case's latest bytes and decode those alone at the end.
+    let mut lifecycles: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let mut records = 0;
     if high > low {
         let mut tpl = TopicPartitionList::new();
@@ -1024,7 +1027,10 @@ pub fn restore_partition(
                     let petition = m.key().is_some_and(|k| {
                         k.starts_with(super::cases::PETITION_KEY_PREFIX.as_bytes())
                     });
-                    if let Some(payload) = m.payload().filter(|_| !petition) {
+                    let lifecycle = m.key().filter(|k| k.starts_with(b"lifecycle/"));
+                    if let (Some(key), Some(payload)) = (lifecycle, m.payload()) {
+                        lifecycles.insert(key.to_vec(), payload.to_vec());
+                    } else if let Some(payload) = m.payload().filter(|_| !petition) {
                         match serde_json::from_slice::<CaseLogEntry>(payload) {
                             Ok(e) => entries.push(e),
                             // State restored without it decides differently: loud.
@@ -1064,6 +1070,13 @@ pub fn restore_partition(
         }
     }
     let _ = consumer.unassign();
+    for (key, payload) in lifecycles {
+        match serde_json::from_slice::<CaseLogEntry>(&payload) {
+            Ok(e) => entries.push(e),
+            Err(e) => tracing::error!(partition, key = %String::from_utf8_lossy(&key), error = %e,
+                "unreadable lifecycle record skipped"),
+        }
+    }
     Ok((CaseState::restore(settings, entries), records))
 }
 
