@@ -161,39 +161,9 @@ async fn every_source_of_a_case_hears_its_moves_in_order() {
     gw.shutdown().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const CENTER_KEY: &str = "test-center-key";
 const URBAN_KEY: &str = "test-urban-key";
 const WATER_KEY: &str = "test-water-key";
-
-/// A department (or the center) publishing to `petitions.status`, as departments do.
-async fn publish_status(prefix: &str, case_id: &str, status: &str, department: &str, note: &str) {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
-    let event = json!({"case_id": case_id, "status": status, "department": department,
-        "note": note, "at": chrono::Utc::now().to_rfc3339(), "operator": "张科长"});
-    let payload = event.to_string();
-    producer
-        .send(
-            FutureRecord::to(&format!("{prefix}petitions.status"))
-                .key(case_id)
-                .payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-}
 
 async fn ledger(
     gw: &petition_gateway::server::RunningGateway,

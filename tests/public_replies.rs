@@ -11,26 +11,6 @@ use std::time::{Duration, Instant};
 
 const NOTE: &str = "已修复，如有问题请拨13806312345或0631-7561234，身份证370682198001011234";
 
-async fn publish_status(prefix: &str, case_id: &str, status: &str, department: &str) {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .unwrap();
-    let payload = json!({"case_id": case_id, "status": status, "department": department,
-        "note": NOTE, "at": chrono::Utc::now().to_rfc3339()})
-    .to_string();
-    producer
-        .send(
-            FutureRecord::to(&format!("{prefix}petitions.status"))
-                .key(case_id)
-                .payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-}
-
 /// The department a case went to, once the dispatcher opened it.
 async fn department_of(prefix: &str, petition_id: &str) -> (String, String) {
     let records = read_topics_until(
@@ -133,7 +113,7 @@ async fn public_replies_and_open311_status_carry_no_personal_data() {
         (&board_case, &board_department),
         (&case_311, &department_311),
     ] {
-        publish_status(&p, case, "resolved", department).await;
+        publish_status(&p, case, "resolved", department, NOTE).await;
     }
 
     // The board published the reply, without the note's phone numbers or name.

@@ -370,33 +370,20 @@ impl Dispatcher {
         }
     }
 
-    /// Moves the consumer back to the first record of each partition in `batch`. A
-    /// partition no longer assigned starts from its committed offset anyway.
+    /// Reads the batch again (see `kafka::rewind`).
     async fn rewind(
         &self,
         consumer: &Arc<InboundConsumer>,
         batch: &[OwnedMessage],
     ) -> Result<(), DispatchError> {
-        let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for m in batch {
-            first
-                .entry((m.topic().to_string(), m.partition()))
-                .or_insert(m.offset());
-        }
         let consumer = consumer.clone();
+        let batch = batch.to_vec();
         blocking(move || {
-            let assigned = consumer.assignment()?;
-            for ((topic, partition), offset) in first {
-                if assigned.find_partition(&topic, partition).is_some() {
-                    consumer.seek(
-                        &topic,
-                        partition,
-                        Offset::Offset(offset),
-                        KAFKA_CALL_TIMEOUT,
-                    )?;
-                }
-            }
-            Ok(())
+            Ok(crate::kafka::rewind(
+                consumer.as_ref(),
+                &batch,
+                KAFKA_CALL_TIMEOUT,
+            )?)
         })
         .await
     }

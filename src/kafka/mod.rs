@@ -28,3 +28,31 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     cfg.set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string());
     cfg
 }
+
+/// Moves a consumer back to the first record of each partition in `batch`, so an aborted
+/// transaction's input is read again; a partition no longer assigned starts from its
+/// committed offset anyway. Blocking (seeks): call it off the async threads.
+pub fn rewind<X, C>(
+    consumer: &C,
+    batch: &[rdkafka::message::OwnedMessage],
+    timeout: std::time::Duration,
+) -> Result<(), rdkafka::error::KafkaError>
+where
+    X: rdkafka::consumer::ConsumerContext,
+    C: rdkafka::consumer::Consumer<X>,
+{
+    use rdkafka::message::Message;
+    let mut first: std::collections::BTreeMap<(String, i32), i64> = Default::default();
+    for m in batch {
+        first
+            .entry((m.topic().to_string(), m.partition()))
+            .or_insert(m.offset());
+    }
+    let assigned = consumer.assignment()?;
+    for ((topic, partition), offset) in first {
+        if assigned.find_partition(&topic, partition).is_some() {
+            consumer.seek(&topic, partition, rdkafka::Offset::Offset(offset), timeout)?;
+        }
+    }
+    Ok(())
+}

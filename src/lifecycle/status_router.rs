@@ -505,27 +505,16 @@ async fn next_batch(consumer: &StreamConsumer) -> Vec<OwnedMessage> {
     }
 }
 
+/// Reads the batch again (see `kafka::rewind`).
 async fn rewind(consumer: &Arc<StreamConsumer>, batch: &[OwnedMessage]) -> Result<(), RouterError> {
-    let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for m in batch {
-        first
-            .entry((m.topic().to_string(), m.partition()))
-            .or_insert(m.offset());
-    }
     let consumer = consumer.clone();
+    let batch = batch.to_vec();
     blocking(move || {
-        let assigned = consumer.assignment()?;
-        for ((topic, partition), offset) in first {
-            if assigned.find_partition(&topic, partition).is_some() {
-                consumer.seek(
-                    &topic,
-                    partition,
-                    Offset::Offset(offset),
-                    KAFKA_CALL_TIMEOUT,
-                )?;
-            }
-        }
-        Ok(())
+        Ok(crate::kafka::rewind(
+            consumer.as_ref(),
+            &batch,
+            KAFKA_CALL_TIMEOUT,
+        )?)
     })
     .await
 }

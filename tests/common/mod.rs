@@ -636,3 +636,40 @@ pub fn assert_each_case_dispatched_once(prefix: &str, out: &[Record], log: &Case
         "some cases were never dispatched"
     );
 }
+
+/// A free port on 127.0.0.1 for a simulator whose address a config must name first.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A department (or the center) publishing to `petitions.status`, as departments do.
+pub async fn publish_status(
+    prefix: &str,
+    case_id: &str,
+    status: &str,
+    department: &str,
+    note: &str,
+) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let event = serde_json::json!({"case_id": case_id, "status": status, "department": department,
+        "note": note, "at": chrono::Utc::now().to_rfc3339(), "operator": "张科长"});
+    let payload = event.to_string();
+    producer
+        .send(
+            FutureRecord::to(&format!("{prefix}petitions.status"))
+                .key(case_id)
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+}
