@@ -209,20 +209,18 @@ pub async fn start(
         let kafka = settings.kafka.clone();
         let group = settings.topics.name("petition-pollers");
         let topic = settings.topics.name(&settings.topics.poll_leases);
-        let cancel = cancel.clone();
-        let mut topics_ready = topics_ready.clone();
-        tasks.push(tokio::spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = topics_ready.wait_for(|ready| *ready) => {}
-            }
-            match lease::spawn(&kafka, &group, &topic, poller, poll_channels, cancel) {
-                Ok(thread) => {
-                    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        tasks.push(once_topics_exist(
+            &cancel,
+            &topics_ready,
+            |cancel| async move {
+                match lease::spawn(&kafka, &group, &topic, poller, poll_channels, cancel) {
+                    Ok(thread) => {
+                        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot join the poll lease group"),
                 }
-                Err(e) => tracing::error!(error = %e, "cannot join the poll lease group"),
-            }
-        }));
+            },
+        ));
     }
 
     if settings.routing.reload_interval_ms > 0 {
@@ -256,16 +254,14 @@ pub async fn start(
         let kafka = settings.kafka.clone();
         let topics = settings.topics.clone();
         let ledger = ledger.clone();
-        let cancel = cancel.clone();
-        let mut topics_ready = topics_ready.clone();
-        tasks.push(tokio::spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = topics_ready.wait_for(|ready| *ready) => {}
-            }
-            let reader = crate::ledger::spawn_reader(kafka, topics, ledger, cancel);
-            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
-        }));
+        tasks.push(once_topics_exist(
+            &cancel,
+            &topics_ready,
+            |cancel| async move {
+                let reader = crate::ledger::spawn_reader(kafka, topics, ledger, cancel);
+                let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+            },
+        ));
     }
 
     if settings.responder.enabled {
@@ -282,14 +278,8 @@ pub async fn start(
                     continue;
                 }
             };
-            let cancel = cancel.clone();
-            let mut topics_ready = topics_ready.clone();
-            tasks.push(tokio::spawn(async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = topics_ready.wait_for(|ready| *ready) => {}
-                }
-                sender.run(cancel).await;
+            tasks.push(once_topics_exist(&cancel, &topics_ready, |cancel| {
+                sender.run(cancel)
             }));
         }
     }
@@ -316,27 +306,14 @@ pub async fn start(
                 schemas.clone(),
                 dispatcher.instance(),
             );
-            let cancel = cancel.clone();
-            let mut topics_ready = topics_ready.clone();
-            tasks.push(tokio::spawn(async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = topics_ready.wait_for(|ready| *ready) => {}
-                }
-                router.run(cancel).await;
+            tasks.push(once_topics_exist(&cancel, &topics_ready, |cancel| {
+                router.run(cancel)
             }));
         } else {
             tracing::warn!("the ledger is disabled: status events and feedback are not read");
         }
-        let cancel = cancel.clone();
-        let mut topics_ready = topics_ready.clone();
-        tasks.push(tokio::spawn(async move {
-            // Subscribing before the topics exist only produces noise; wait for them.
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = topics_ready.wait_for(|ready| *ready) => {}
-            }
-            dispatcher.run(cancel).await;
+        tasks.push(once_topics_exist(&cancel, &topics_ready, |cancel| {
+            dispatcher.run(cancel)
         }));
     }
 
@@ -350,6 +327,28 @@ pub async fn start(
 }
 
 /// Every topic the gateway writes or reads, created at startup when missing.
+/// Starts `work` once the gateway's topics exist (subscribing before that only produces
+/// noise), unless the gateway stops first.
+fn once_topics_exist<F, Fut>(
+    cancel: &CancellationToken,
+    topics_ready: &tokio::sync::watch::Receiver<bool>,
+    work: F,
+) -> JoinHandle<()>
+where
+    F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let cancel = cancel.clone();
+    let mut topics_ready = topics_ready.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = topics_ready.wait_for(|ready| *ready) => {}
+        }
+        work(cancel).await;
+    })
+}
+
 /// The channels whose connector declares a status callback.
 pub fn callback_channels(connectors: &[crate::config::LoadedConnector]) -> Vec<String> {
     connectors

@@ -881,33 +881,19 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Waits until every record of the open transaction was acknowledged. Committing
-    /// would wait for them too, but librdkafka's flush inside the commit polls in 100 ms
-    /// steps when another thread (rust-rdkafka's) takes the delivery reports: awaiting
-    /// them here first made each transaction 100 ms faster.
+    /// Waits until the open transaction's records were acknowledged (see
+    /// `kafka::acknowledged`).
     async fn delivered(&self) -> Result<(), DispatchError> {
         let pending = match self.pending.lock() {
             Ok(mut p) => std::mem::take(&mut *p),
             Err(_) => Vec::new(),
         };
-        for delivery in pending {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((source, _))) => {
-                    return Err(DispatchError::Transaction {
-                        stage: "writing a record",
-                        source,
-                    })
-                }
-                Err(_) => {
-                    return Err(DispatchError::Transaction {
-                        stage: "writing a record",
-                        source: KafkaError::Canceled,
-                    })
-                }
-            }
-        }
-        Ok(())
+        crate::kafka::acknowledged(pending)
+            .await
+            .map_err(|source| DispatchError::Transaction {
+                stage: "writing a record",
+                source,
+            })
     }
 
     /// Inbound and cases must have as many partitions (see the module header).

@@ -435,24 +435,13 @@ impl StatusRouter {
                     })?;
             pending.push(delivery);
         }
-        // Acknowledged before committing: see `Dispatcher::delivered` (100 ms otherwise).
-        for delivery in pending {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((source, _))) => {
-                    return Err(RouterError::Transaction {
-                        stage: "writing a record",
-                        source,
-                    })
-                }
-                Err(_) => {
-                    return Err(RouterError::Transaction {
-                        stage: "writing a record",
-                        source: KafkaError::Canceled,
-                    })
-                }
-            }
-        }
+        // Acknowledged before committing (see `kafka::acknowledged`: 100 ms otherwise).
+        crate::kafka::acknowledged(pending)
+            .await
+            .map_err(|source| RouterError::Transaction {
+                stage: "writing a record",
+                source,
+            })?;
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in &offsets {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
