@@ -4,11 +4,17 @@
 //! rebuilding state). Synthetic petitions in the sample's style, spread over 80% of the
 //! dedupe window so that every case is open.
 //!
-//! `cargo bench --bench case_state -- [REPORTS]` (default 100000). Prints Markdown
-//! rows for BENCHMARKS.md.
+//! - `cargo bench --bench case_state -- [REPORTS]` (default 100000): the gazetteer's own
+//!   places, which repeat (half of a million reports merge).
+//! - `cargo bench --bench case_state -- --open-cases N`: a city (every street with 80
+//!   communities and 24 roads), filled until the window holds N open cases.
+//! - `--without-lifecycles`: hold only what dedupe and the idempotent receiver need (the
+//!   dispatcher also holds each open case's lifecycle).
 //!
-//! `cargo bench --bench case_state -- REPORTS --jsonl FILE` only writes the same
-//! petitions as hotline work orders in the sample's format, for `petition-gateway import`
+//! Prints Markdown rows for BENCHMARKS.md.
+//!
+//! `… -- (REPORTS | --open-cases N) --jsonl FILE` only writes the same petitions as
+//! hotline work orders in the sample's format, for `petition-gateway import`
 //! (`scripts/bench-restore` measures the restore from a real broker with them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,6 +22,7 @@ use petition_gateway::dispatch::cases::{CaseLogEntry, CaseState, DecisionContext
 use petition_gateway::dispatch::dedupe::{DedupeSettings, Report};
 use petition_gateway::dispatch::responsibility::ResponsibilityList;
 use petition_gateway::dispatch::router::Router;
+use petition_gateway::lifecycle::{Lifecycle, Source};
 use petition_gateway::normalize::region::Gazetteer;
 use petition_gateway::petition::Petition;
 use rand::rngs::StdRng;
@@ -48,15 +55,57 @@ const ROADS: &[&str] = &[
     "沿河街",
 ];
 
+/// Characters synthetic community and road names are made of: none of them ends a name
+/// for the feature extractor (no 区, 道, 和, 近, 口…), so each name reads back whole.
+const NAME_CHARS: &[char] = &[
+    '安', '宁', '康', '泰', '福', '兴', '华', '盛', '平', '新', '阳', '光', '丽', '景', '翠', '金',
+    '银', '春', '秋', '锦', '绣', '明', '珠', '玉', '兰', '松', '柏', '梅', '竹', '桃', '李', '杏',
+    '枫', '鹤', '龙', '凤',
+];
+
+/// One street and where its citizens live.
+struct Street {
+    code: String,
+    name: String,
+    places: Vec<String>,
+    roads: Vec<String>,
+}
+
+/// How big the synthetic city is.
+#[derive(Clone, Copy)]
+enum Scale {
+    /// The gazetteer's communities and eight roads: places repeat, half the reports of a
+    /// million merge (the figures of 2026-11-25).
+    Town,
+    /// Every street also gets synthetic communities and roads, as many as a city district
+    /// has, so that a million reports over the window are mostly distinct incidents and
+    /// the window holds a million open cases.
+    City,
+}
+
+const CITY_COMMUNITIES_PER_STREET: usize = 80;
+const CITY_ROADS_PER_STREET: usize = 24;
+
 struct Generator {
-    streets: Vec<(String, String, Vec<String>)>,
+    streets: Vec<Street>,
     rng: StdRng,
     start: i64,
     span: i64,
 }
 
 impl Generator {
-    fn new(g: &Gazetteer, seed: u64) -> Self {
+    fn new(g: &Gazetteer, seed: u64, scale: Scale) -> Self {
+        let mut names = StdRng::seed_from_u64(0x5eed);
+        let mut synthetic = |suffix: &str, taken: &mut std::collections::HashSet<String>| loop {
+            let name: String = (0..3)
+                .map(|_| NAME_CHARS[names.random_range(0..NAME_CHARS.len())])
+                .collect::<String>()
+                + suffix;
+            if taken.insert(name.clone()) {
+                return name;
+            }
+        };
+        let mut taken = std::collections::HashSet::new();
         let streets = g
             .streets
             .iter()
@@ -65,7 +114,21 @@ impl Generator {
                 if places.is_empty() {
                     places.push(s.name.clone());
                 }
-                (s.code.clone(), s.name.clone(), places)
+                let mut roads: Vec<String> = ROADS.iter().map(|r| r.to_string()).collect();
+                if let Scale::City = scale {
+                    while places.len() < CITY_COMMUNITIES_PER_STREET {
+                        places.push(synthetic("社区", &mut taken));
+                    }
+                    while roads.len() < CITY_ROADS_PER_STREET {
+                        roads.push(synthetic("路", &mut taken));
+                    }
+                }
+                Street {
+                    code: s.code.clone(),
+                    name: s.name.clone(),
+                    places,
+                    roads,
+                }
             })
             .collect();
         Self {
@@ -84,8 +147,9 @@ impl Generator {
 
     /// The petition and the hotline work order it comes from.
     fn next(&mut self, n: usize, total: usize) -> (serde_json::Value, Petition) {
-        let (code, street, places) = &self.streets[self.rng.random_range(0..self.streets.len())];
-        let place = &places[self.rng.random_range(0..places.len())];
+        let street = &self.streets[self.rng.random_range(0..self.streets.len())];
+        let (code, name) = (&street.code, &street.name);
+        let place = &street.places[self.rng.random_range(0..street.places.len())];
         let problem = PROBLEMS[self.rng.random_range(0..PROBLEMS.len())];
         let text = if self.rng.random_bool(0.7) {
             format!(
@@ -94,11 +158,13 @@ impl Generator {
                 self.rng.random_range(1..9)
             )
         } else {
-            let a = ROADS[self.rng.random_range(0..ROADS.len())];
-            let b = ROADS[self.rng.random_range(0..ROADS.len())];
+            let a = &street.roads[self.rng.random_range(0..street.roads.len())];
+            let b = &street.roads[self.rng.random_range(0..street.roads.len())];
             format!("{place}附近{a}与{b}交叉口{problem}")
         };
-        let at = self.start + (n as i64 * self.span) / total.max(1) as i64;
+        // Past `total` (a city filled until it holds enough open cases) time stands still
+        // at the end of the span.
+        let at = self.start + (n.min(total) as i64 * self.span) / total.max(1) as i64;
         let time = chrono::DateTime::from_timestamp(at, 0)
             .unwrap()
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -109,7 +175,7 @@ impl Generator {
             .to_string();
         let order = serde_json::json!({
             "gdbh": source_id, "ldsj": local, "ldhm": "13800138000", "ldrxm": "测试",
-            "sqlx": "投诉", "jjcd": "一般", "sqnr": text, "sqdz": format!("{street}{place}"),
+            "sqlx": "投诉", "jjcd": "一般", "sqnr": text, "sqdz": format!("{name}{place}"),
         });
         let petition = serde_json::from_value(serde_json::json!({
             "id": petition_gateway::petition::petition_id("hotline", &source_id),
@@ -141,57 +207,187 @@ fn micros(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 
-fn main() {
-    let total: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let gazetteer = Gazetteer::load(&root.join("config/gazetteer.toml")).unwrap();
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--jsonl") {
-        use std::io::Write;
-        let file = std::fs::File::create(&args[i + 1]).unwrap();
-        let mut out = std::io::BufWriter::new(file);
-        let mut generator = Generator::new(&gazetteer, 1);
-        for n in 0..total {
-            let (order, p) = generator.next(n, total);
-            let line = serde_json::json!({
-                "seq": n + 1, "at": p.received_at, "channel": "hotline", "payload": order,
-            });
-            writeln!(out, "{line}").unwrap();
+/// How many reports to generate: a fixed number, or until the window holds that many
+/// open cases.
+#[derive(Clone, Copy)]
+enum Target {
+    Reports(usize),
+    OpenCases(usize),
+}
+
+impl Target {
+    /// The number of reports the generator spreads its times over.
+    fn planned(self) -> usize {
+        match self {
+            Target::Reports(n) => n,
+            // A city's reports merge ~13% of the time: plan for that many more.
+            Target::OpenCases(n) => n + n * 3 / 20,
         }
-        return;
     }
-    let list =
-        ResponsibilityList::load(&root.join("config/responsibility.toml"), &gazetteer).unwrap();
-    let router = Router::new(list);
-    let settings = DedupeSettings::default();
-    let ctx = |seq| DecisionContext {
+
+    fn reached(self, reports: usize, open: usize) -> bool {
+        match self {
+            Target::Reports(n) => reports >= n,
+            // Bounded, in case the generator merges far more than planned.
+            Target::OpenCases(n) => open >= n || reports >= 3 * n,
+        }
+    }
+}
+
+/// Decides and applies generated reports until `target`, as the dispatcher does
+/// (lifecycles included unless `lifecycles` is false); `each` sees every report's
+/// records. Returns the reports and how many merged.
+fn fill(
+    state: &mut CaseState,
+    generator: &mut Generator,
+    router: &Router,
+    target: Target,
+    lifecycles: bool,
+    mut each: impl FnMut(&serde_json::Value, &Petition, &Outcome),
+) -> (usize, usize) {
+    let planned = target.planned();
+    let (mut n, mut merged) = (0, 0);
+    while !target.reached(n, state.open_cases()) {
+        let (order, p) = generator.next(n, planned);
+        let o = state.decide(&p, router, &ctx(n as i64));
+        merged += usize::from(matches!(o, Outcome::Merged { .. }));
+        state.apply(&o);
+        if lifecycles {
+            if let Some(l) = lifecycle_after(state, &o, &p, router) {
+                state.apply_entry(&CaseLogEntry::Lifecycle(l));
+            }
+        }
+        each(&order, &p, &o);
+        n += 1;
+        if n % 200_000 == 0 {
+            eprintln!("{n} reports, {} open cases", state.open_cases());
+        }
+    }
+    (n, merged)
+}
+
+fn ctx(seq: i64) -> DecisionContext<'static> {
+    DecisionContext {
         seq,
         list_version: "bench",
         instance: "bench",
         now: chrono::Utc::now(),
+    }
+}
+
+/// The case's lifecycle after this outcome, as the dispatcher writes it.
+fn lifecycle_after(
+    state: &CaseState,
+    o: &Outcome,
+    p: &Petition,
+    router: &Router,
+) -> Option<Lifecycle> {
+    let at = chrono::Utc::now().timestamp();
+    let source = Source {
+        petition_id: p.id.clone(),
+        channel: p.channel.clone(),
+        source_id: p.source_id.clone(),
+        reporter_name: None,
+        joined_at: at,
     };
+    match o {
+        Outcome::Resent { .. } => None,
+        Outcome::Opened { case, .. } => {
+            let sla = router
+                .list()
+                .department(&case.department)
+                .map(|d| i64::from(d.sla_hours) * 3600);
+            let (l, _) = Lifecycle::opened(
+                &case.case_id,
+                &case.department,
+                sla,
+                case.escalated,
+                source,
+                at,
+            );
+            Some(l)
+        }
+        Outcome::Merged {
+            report, escalates, ..
+        } => {
+            let mut l = state.lifecycle(&report.case_id)?.clone();
+            l.merged(source, *escalates, at);
+            Some(l)
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| &args[i + 1]);
+    let target = match flag("--open-cases") {
+        Some(n) => Target::OpenCases(n.parse().expect("--open-cases N")),
+        None => Target::Reports(
+            args.iter()
+                .skip(1)
+                .find_map(|a| a.parse().ok())
+                .unwrap_or(100_000),
+        ),
+    };
+    let scale = match target {
+        Target::Reports(_) => Scale::Town,
+        Target::OpenCases(_) => Scale::City,
+    };
+    let lifecycles = !args.iter().any(|a| a == "--without-lifecycles");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let gazetteer = Gazetteer::load(&root.join("config/gazetteer.toml")).unwrap();
+    let list =
+        ResponsibilityList::load(&root.join("config/responsibility.toml"), &gazetteer).unwrap();
+    let router = Router::new(list);
+    let settings = DedupeSettings::default();
+
+    if let Some(path) = flag("--jsonl") {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        let mut state = CaseState::new(settings);
+        let mut generator = Generator::new(&gazetteer, 1, scale);
+        let mut seq = 0;
+        let (reports, _) = fill(
+            &mut state,
+            &mut generator,
+            &router,
+            target,
+            false,
+            |order, p, _| {
+                seq += 1;
+                let line = serde_json::json!({
+                    "seq": seq, "at": p.received_at, "channel": "hotline", "payload": order,
+                });
+                writeln!(out, "{line}").unwrap();
+            },
+        );
+        eprintln!(
+            "{reports} work orders, {} open cases in process",
+            state.open_cases()
+        );
+        return;
+    }
 
     // 1. Fill the state; RSS before and after gives the memory per open case.
     let before = resident_bytes();
     let mut state = CaseState::new(settings);
-    let mut generator = Generator::new(&gazetteer, 1);
-    let (mut merged, started) = (0usize, Instant::now());
-    for n in 0..total {
-        let p = generator.petition(n, total);
-        let o = state.decide(&p, &router, &ctx(n as i64));
-        merged += usize::from(matches!(o, Outcome::Merged { .. }));
-        state.apply(&o);
-    }
-    let fill = started.elapsed();
+    let mut generator = Generator::new(&gazetteer, 1, scale);
+    let started = Instant::now();
+    let (total, merged) = fill(
+        &mut state,
+        &mut generator,
+        &router,
+        target,
+        lifecycles,
+        |_, _, _| {},
+    );
+    let fill_time = started.elapsed();
     let used = resident_bytes().saturating_sub(before);
     let open = state.open_cases();
     let per_case = used as f64 / open as f64;
 
     // 2. Decisions against the full state (not applied, so the state stays the same).
-    let mut probes = Generator::new(&gazetteer, 2);
+    let mut probes = Generator::new(&gazetteer, 2, scale);
     let probe_petitions: Vec<Petition> = (0..10_000)
         .map(|n| {
             let mut p = probes.petition(total - 1, total);
@@ -226,48 +422,104 @@ fn main() {
     }
     dedupe_t.sort();
     whole_t.sort();
-    drop(state);
 
-    // 3. Restore: the records as they sit on petitions.cases, decoded and applied.
-    let mut state = CaseState::new(settings);
-    let mut generator = Generator::new(&gazetteer, 1);
+    // 3. Restore: the records a compacted petitions.cases holds (case and report records,
+    // each open case's latest lifecycle), encoded, then decoded and applied.
     let mut records: Vec<Vec<u8>> = Vec::new();
-    for n in 0..total {
-        let p = generator.petition(n, total);
-        let o = state.decide(&p, &router, &ctx(n as i64));
-        records.extend(
-            o.log_entries()
-                .iter()
-                .map(|e| serde_json::to_vec(e).unwrap()),
+    {
+        let mut generator = Generator::new(&gazetteer, 1, scale);
+        let mut replay = CaseState::new(settings);
+        fill(
+            &mut replay,
+            &mut generator,
+            &router,
+            Target::Reports(total),
+            false,
+            |_, _, o| {
+                records.extend(
+                    o.log_entries()
+                        .iter()
+                        .map(|e| serde_json::to_vec(e).unwrap()),
+                );
+            },
         );
-        state.apply(&o);
     }
+    records.extend(
+        state
+            .lifecycles()
+            .map(|l| serde_json::to_vec(&CaseLogEntry::Lifecycle(l.clone())).unwrap()),
+    );
     drop(state);
     let bytes: usize = records.iter().map(Vec::len).sum();
+    // The same records through serde's internally tagged decoding, for comparison.
+    let started = Instant::now();
+    let tagged: Vec<CaseLogEntry> = records
+        .iter()
+        .map(|r| serde_json::from_slice(r).unwrap())
+        .collect();
+    let decoded_tagged = started.elapsed();
+    drop(tagged);
     let started = Instant::now();
     let entries: Vec<CaseLogEntry> = records
         .iter()
-        .map(|r| serde_json::from_slice(r).unwrap())
+        .map(|r| CaseLogEntry::decode(r).unwrap())
         .collect();
     let decoded = started.elapsed();
     let restored = CaseState::restore(settings, entries);
     let restore = started.elapsed();
     assert_eq!(restored.open_cases(), open);
+    drop(restored);
+
+    // Where a restore's rebuilding time goes: the same steps as `CaseState::restore`,
+    // timed per kind of record.
+    let mut entries: Vec<CaseLogEntry> = records
+        .iter()
+        .map(|r| CaseLogEntry::decode(r).unwrap())
+        .collect();
+    let t = Instant::now();
+    entries.sort_by_key(CaseLogEntry::restore_order);
+    let sorting = t.elapsed();
+    let mut state = CaseState::new(settings);
+    let mut spent = [Duration::ZERO; 3];
+    for e in entries {
+        let kind = match &e {
+            CaseLogEntry::Case(_) => 0,
+            CaseLogEntry::Report(_) => 1,
+            CaseLogEntry::Lifecycle(_) => 2,
+        };
+        let t = Instant::now();
+        state.apply_owned(e);
+        spent[kind] += t.elapsed();
+    }
+    eprintln!(
+        "rebuilding: sort {:.2} s, cases (dedupe features and index) {:.2} s, reports {:.2} s, lifecycles {:.2} s",
+        sorting.as_secs_f64(),
+        spent[0].as_secs_f64(),
+        spent[1].as_secs_f64(),
+        spent[2].as_secs_f64()
+    );
 
     let date = chrono::Utc::now().format("%Y-%m-%d");
-    println!("open cases: {open} ({merged} of {total} reports merged); filled in {:.1} s ({:.1} µs per report)",
-        fill.as_secs_f64(), fill.as_secs_f64() * 1e6 / total as f64);
-    println!();
-    println!("| date | open cases | memory per open case | dedupe decision p50 / p99 | whole decision (routing + dedupe) p50 / p99 | restore CPU: {} records, {:.0} MB | of which decoding |", records.len(), bytes as f64 / 1e6);
-    println!("|---|---|---|---|---|---|---|");
     println!(
-        "| {date} | {open} | {:.0} B | {} / {} | {} / {} | {:.2} s | {:.2} s |",
+        "{open} open cases ({merged} of {total} reports merged); filled in {:.1} s ({:.1} µs per report)",
+        fill_time.as_secs_f64(),
+        fill_time.as_secs_f64() * 1e6 / total as f64
+    );
+    println!();
+    println!("| date | reports | open cases | state held | memory per open case | dedupe decision p50 / p99 | whole decision (routing + dedupe) p50 / p99 | restore CPU: records, MB | of which decoding (serde's tagged decoding) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {date} | {total} | {open} | {} | {:.0} B | {} / {} | {} / {} | {:.2} s: {}, {:.0} MB | {:.2} s ({:.2} s) |",
+        if lifecycles { "dedupe, receiver, lifecycles" } else { "dedupe, receiver" },
         per_case,
         micros(percentile(&dedupe_t, 0.5)),
         micros(percentile(&dedupe_t, 0.99)),
         micros(percentile(&whole_t, 0.5)),
         micros(percentile(&whole_t, 0.99)),
         restore.as_secs_f64(),
+        records.len(),
+        bytes as f64 / 1e6,
         decoded.as_secs_f64(),
+        decoded_tagged.as_secs_f64(),
     );
 }

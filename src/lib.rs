@@ -21,3 +21,10 @@ pub mod replay;
 pub mod respond;
 pub mod server;
 pub mod watch;
+
+// The gateway allocates and frees per record (JSON values, strings); mimalloc's
+// thread-local free lists cut that cost against glibc's malloc (see BENCHMARKS.md).
+// In the library, so the binary, the benchmarks and the tests all run on it.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -14,7 +14,9 @@
 //! rebalance drops all local state, so state can never be stale after another instance
 //! held a partition in between.
 
-use super::cases::{CaseLogEntry, CaseState, DecisionContext, Outcome};
+use super::cases::{
+    CaseLogEntry, CaseState, DecisionContext, Outcome, Rebuild, RebuildError, LIFECYCLE_KEY_PREFIX,
+};
 use super::dedupe::{DedupeSettings, MergeDecision};
 use super::reload::{ActiveList, ListHandle};
 use super::router::RoutingDecision;
@@ -31,6 +33,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -333,7 +336,10 @@ impl Dispatcher {
             // Timers (SLA alerts, satisfaction timeouts) are looked at every tick.
             let now = chrono::Utc::now().timestamp();
             let tick = last_tick.elapsed() >= tick_interval;
-            let due = tick && states.values().any(|s| !s.due(now, self.timing).is_empty());
+            let due = tick
+                && states
+                    .values_mut()
+                    .any(|s| !s.due(now, self.timing).is_empty());
             if tick {
                 last_tick = Instant::now();
             }
@@ -959,7 +965,11 @@ fn parse_petition(payload: &[u8]) -> Option<(Value, Petition)> {
 }
 
 /// Reads one partition of `petitions.cases` (committed records only) up to the end it
-/// had when the restore began. Returns the state and the number of records read.
+/// had when the restore began, and rebuilds its state. Returns the state and the number
+/// of records read.
+///
+/// Records are applied as they arrive ([`Rebuild`]); should a partition hold records out
+/// of the order they were decided in, it is read again and restored sorted.
 pub fn restore_partition(
     kafka: &KafkaSettings,
     group: &str,
@@ -968,6 +978,98 @@ pub fn restore_partition(
     settings: DedupeSettings,
     timeout: Duration,
 ) -> Result<(CaseState, usize), DispatchError> {
+    let is_petition = |key: &[u8]| key.starts_with(super::cases::PETITION_KEY_PREFIX.as_bytes());
+    let mut rebuild = Rebuild::new(settings);
+    let mut out_of_order = None;
+    let records = read_partition(
+        kafka,
+        group,
+        topic,
+        partition,
+        timeout,
+        |key, payload, offset| {
+            if is_petition(key) {
+                return ControlFlow::Continue(());
+            }
+            match rebuild.record(key, payload) {
+                Ok(()) => {}
+                // State restored without it decides differently: loud.
+                Err(RebuildError::Unreadable(e)) => {
+                    tracing::error!(partition, offset, error = %e, "unreadable case record skipped");
+                }
+                Err(e @ RebuildError::OutOfOrder { .. }) => {
+                    out_of_order = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
+    if let Some(e) = out_of_order {
+        tracing::warn!(partition, error = %e, "case records out of order: restoring sorted");
+        return restore_partition_sorted(kafka, group, topic, partition, settings, timeout);
+    }
+    let (state, unreadable) = rebuild.finish();
+    for (key, e) in unreadable {
+        tracing::error!(partition, key, error = %e, "unreadable lifecycle record skipped");
+    }
+    Ok((state, records))
+}
+
+/// The restore for records in any order: every record collected, sorted, applied.
+fn restore_partition_sorted(
+    kafka: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    settings: DedupeSettings,
+    timeout: Duration,
+) -> Result<(CaseState, usize), DispatchError> {
+    let mut entries = Vec::new();
+    // A case's lifecycle is rewritten on every move and only the latest counts: keep
+    // each case's latest bytes and decode those alone at the end.
+    let mut lifecycles: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let records = read_partition(
+        kafka,
+        group,
+        topic,
+        partition,
+        timeout,
+        |key, payload, offset| {
+            if key.starts_with(super::cases::PETITION_KEY_PREFIX.as_bytes()) {
+            } else if key.starts_with(LIFECYCLE_KEY_PREFIX.as_bytes()) {
+                lifecycles.insert(key.to_vec(), payload.to_vec());
+            } else {
+                match CaseLogEntry::decode(payload) {
+                    Ok(e) => entries.push(e),
+                    Err(e) => tracing::error!(partition, offset, error = %e,
+                    "unreadable case record skipped"),
+                }
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
+    for (key, payload) in lifecycles {
+        match CaseLogEntry::decode(&payload) {
+            Ok(e) => entries.push(e),
+            Err(e) => tracing::error!(partition, key = %String::from_utf8_lossy(&key), error = %e,
+                "unreadable lifecycle record skipped"),
+        }
+    }
+    Ok((CaseState::restore(settings, entries), records))
+}
+
+/// Reads one partition from its beginning to the end it had when the read began, handing
+/// each record's key (empty if none), payload and offset to `visit` until it breaks.
+/// Returns the number of records read.
+fn read_partition(
+    kafka: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+    mut visit: impl FnMut(&[u8], &[u8], i64) -> ControlFlow<()>,
+) -> Result<usize, DispatchError> {
     let fail = |reason: String| DispatchError::Restore {
         topic: topic.to_string(),
         partition,
@@ -983,10 +1085,6 @@ pub fn restore_partition(
         .set("fetch.max.bytes", "67108864")
         .create()?;
     let (low, high) = consumer.fetch_watermarks(topic, partition, KAFKA_CALL_TIMEOUT)?;
-    let mut entries = Vec::new();
-    // A case's lifecycle is rewritten on every move and only the latest counts: keep
-    // each case's latest bytes and decode those alone at the end.
-    let mut lifecycles: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let mut records = 0;
     if high > low {
         let mut tpl = TopicPartitionList::new();
@@ -997,18 +1095,10 @@ pub fn restore_partition(
             let idle = match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     records += 1;
-                    let petition = m.key().is_some_and(|k| {
-                        k.starts_with(super::cases::PETITION_KEY_PREFIX.as_bytes())
-                    });
-                    let lifecycle = m.key().filter(|k| k.starts_with(b"lifecycle/"));
-                    if let (Some(key), Some(payload)) = (lifecycle, m.payload()) {
-                        lifecycles.insert(key.to_vec(), payload.to_vec());
-                    } else if let Some(payload) = m.payload().filter(|_| !petition) {
-                        match serde_json::from_slice::<CaseLogEntry>(payload) {
-                            Ok(e) => entries.push(e),
-                            // State restored without it decides differently: loud.
-                            Err(e) => tracing::error!(partition, offset = m.offset(), error = %e,
-                                "unreadable case record skipped"),
+                    if let Some(payload) = m.payload() {
+                        let key = m.key().unwrap_or_default();
+                        if visit(key, payload, m.offset()).is_break() {
+                            break;
                         }
                     }
                     if m.offset() + 1 >= high {
@@ -1043,14 +1133,7 @@ pub fn restore_partition(
         }
     }
     let _ = consumer.unassign();
-    for (key, payload) in lifecycles {
-        match serde_json::from_slice::<CaseLogEntry>(&payload) {
-            Ok(e) => entries.push(e),
-            Err(e) => tracing::error!(partition, key = %String::from_utf8_lossy(&key), error = %e,
-                "unreadable lifecycle record skipped"),
-        }
-    }
-    Ok((CaseState::restore(settings, entries), records))
+    Ok(records)
 }
 
 /// The responsibility list's SLAs, in the lifecycle clock's seconds.
