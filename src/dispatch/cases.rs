@@ -12,7 +12,11 @@ use super::router::{Router, RoutingDecision};
 use crate::lifecycle::Lifecycle;
 use crate::petition::Petition;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+// foldhash instead of SipHash for the state's maps: their keys are ids and hashes, the
+// maps hold millions of entries and a restore fills them all (SipHash was 2% of it).
+// Seeded per process, so keys chosen from citizens' text cannot be made to collide.
+use foldhash::{HashMap, HashSet};
 
 /// A case: one incident, however many reports joined it. Written when it opens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,10 +232,10 @@ pub struct DecisionContext<'a> {
 impl CaseState {
     pub fn new(settings: DedupeSettings) -> Self {
         Self {
-            seen: HashMap::new(),
-            escalated: HashSet::new(),
+            seen: HashMap::default(),
+            escalated: HashSet::default(),
             deduper: Deduper::new(settings),
-            lifecycles: HashMap::new(),
+            lifecycles: HashMap::default(),
             timers: TimerIndex::default(),
         }
     }
@@ -530,7 +534,7 @@ impl Rebuild {
         Self {
             state: CaseState::new(settings),
             last: (i64::MIN, 0),
-            lifecycles: HashMap::new(),
+            lifecycles: HashMap::default(),
         }
     }
 

@@ -39,9 +39,10 @@
 pub mod features;
 
 use features::{conflict_with, features, shared_places, similarity, CaseFeatures, Features};
+use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 /// How sure the merge must be. Wording similarity is Jaccard over character bigrams of
 /// the normalized text; place details must not conflict at all, and one must be shared.
