@@ -578,8 +578,12 @@ impl Rebuild {
             );
         } else {
             match CaseLogEntry::decode(payload)? {
-                CaseLogEntry::Lifecycle(_) => {
-                    self.lifecycles.insert(key.into(), payload.into());
+                // Under its canonical key, so that records without one do not replace
+                // each other.
+                CaseLogEntry::Lifecycle(l) => {
+                    let key = format!("{LIFECYCLE_KEY_PREFIX}{}", l.case_id);
+                    self.lifecycles
+                        .insert(key.into_bytes().into(), payload.into());
                 }
                 other => {
                     self.in_order(other.restore_order())?;
@@ -881,9 +885,33 @@ mod tests {
             reporter_name: None,
             joined_at: 1,
         };
-        let (lifecycle, _) =
-            crate::lifecycle::Lifecycle::opened(&all[0].id, "triage", None, true, source, 1);
+        let (lifecycle, _) = crate::lifecycle::Lifecycle::opened(
+            &all[0].id,
+            "triage",
+            None,
+            true,
+            source.clone(),
+            1,
+        );
         log.push(CaseLogEntry::Lifecycle(lifecycle.clone()));
+
+        // Lifecycle records without a key do not replace each other.
+        let mut keyless = Rebuild::new(DedupeSettings::default());
+        for p in &all[..2] {
+            let (l, _) = crate::lifecycle::Lifecycle::opened(
+                &p.id,
+                "triage",
+                None,
+                false,
+                source.clone(),
+                1,
+            );
+            let bytes = serde_json::to_vec(&CaseLogEntry::Lifecycle(l)).expect("encodes");
+            keyless.record(b"", &bytes).expect("read");
+        }
+        let (state, _) = keyless.finish();
+        assert!(state.lifecycle(&all[0].id).is_some() && state.lifecycle(&all[1].id).is_some());
+
         let mut rebuild = Rebuild::new(DedupeSettings::default());
         for e in &log {
             let bytes = serde_json::to_vec(e).expect("encodes");
