@@ -87,6 +87,11 @@ pub const PETITION_KEY_PREFIX: &str = "petition/";
 /// Key prefix of a case's lifecycle record (the latest one counts).
 pub const LIFECYCLE_KEY_PREFIX: &str = "lifecycle/";
 
+/// How each kind of record begins as serde writes it (the internally tagged `type` first).
+const CASE_TAG: &[u8] = br#"{"type":"case","#;
+const REPORT_TAG: &[u8] = br#"{"type":"report","#;
+const LIFECYCLE_TAG: &[u8] = br#"{"type":"lifecycle","#;
+
 impl CaseLogEntry {
     pub fn key(&self) -> String {
         match self {
@@ -101,11 +106,11 @@ impl CaseLogEntry {
     /// would first buffer the whole record to find the tag (half a restore's decoding
     /// time). Records written otherwise take serde's way.
     pub fn decode(payload: &[u8]) -> Result<Self, serde_json::Error> {
-        if payload.starts_with(br#"{"type":"case","#) {
+        if payload.starts_with(CASE_TAG) {
             serde_json::from_slice(payload).map(CaseLogEntry::Case)
-        } else if payload.starts_with(br#"{"type":"report","#) {
+        } else if payload.starts_with(REPORT_TAG) {
             serde_json::from_slice(payload).map(CaseLogEntry::Report)
-        } else if payload.starts_with(br#"{"type":"lifecycle","#) {
+        } else if payload.starts_with(LIFECYCLE_TAG) {
             serde_json::from_slice(payload).map(CaseLogEntry::Lifecycle)
         } else {
             serde_json::from_slice(payload)
@@ -467,13 +472,17 @@ impl CaseState {
 
     /// Rebuilds state from the records of one `petitions.cases` partition, in any order
     /// compaction left them: cases open in the order they first opened.
-    pub fn restore(settings: DedupeSettings, mut entries: Vec<CaseLogEntry>) -> Self {
-        entries.sort_by_key(CaseLogEntry::restore_order);
+    pub fn restore(settings: DedupeSettings, entries: Vec<CaseLogEntry>) -> Self {
         let mut state = Self::new(settings);
-        for e in entries {
-            state.apply_owned(e);
-        }
+        state.apply_sorted(entries);
         state
+    }
+
+    fn apply_sorted(&mut self, mut entries: Vec<CaseLogEntry>) {
+        entries.sort_by_key(CaseLogEntry::restore_order);
+        for e in entries {
+            self.apply_owned(e);
+        }
     }
 }
 
@@ -510,7 +519,7 @@ pub enum RebuildError {
     #[error("unreadable case record: {0}")]
     Unreadable(#[from] serde_json::Error),
     /// The partition's records are not in the order they were decided in: only a sorted
-    /// restore ([`CaseState::restore`]) rebuilds such a partition exactly.
+    /// restore ([`Rebuild::sorted`]) rebuilds such a partition exactly.
     #[error("case record of offset {seq} after one of offset {after}")]
     OutOfOrder { seq: i64, after: i64 },
 }
@@ -518,15 +527,17 @@ pub enum RebuildError {
 /// A restore that applies a partition's case and report records as they are read, in
 /// topic order, which is the order they were decided in: the dispatcher writes them in
 /// its transactions, offset after offset. Against collecting every record, sorting and
-/// then applying ([`CaseState::restore`]) it holds no copy of the partition and
-/// allocates nothing for what only the ledger reads: at a million open cases the
-/// collected records were gigabytes the kernel had to hand out and zero first. Records
-/// out of order are refused (`OutOfOrder`): the caller restores that partition sorted.
+/// then applying ([`Rebuild::sorted`]) it holds no copy of the partition and allocates
+/// nothing for what only the ledger reads: at a million open cases the collected records
+/// were gigabytes the kernel had to hand out and zero first. Records out of order are
+/// refused (`OutOfOrder`): the caller restores that partition again, sorted.
 /// Lifecycles are rewritten on every move: only each case's latest is decoded, at the end.
 pub struct Rebuild {
     state: CaseState,
     last: (i64, u8),
     lifecycles: HashMap<Box<[u8]>, Box<[u8]>>,
+    /// Sorted restore: the case and report records, applied in order at the end.
+    collected: Option<Vec<CaseLogEntry>>,
 }
 
 impl Rebuild {
@@ -535,6 +546,16 @@ impl Rebuild {
             state: CaseState::new(settings),
             last: (i64::MIN, 0),
             lifecycles: HashMap::default(),
+            collected: None,
+        }
+    }
+
+    /// Collects every record (decoded whole), sorts and applies them at the end, as
+    /// [`CaseState::restore`] does: for records in any order.
+    pub fn sorted(settings: DedupeSettings) -> Self {
+        Self {
+            collected: Some(Vec::new()),
+            ..Self::new(settings)
         }
     }
 
@@ -555,11 +576,11 @@ impl Rebuild {
             self.lifecycles.insert(key.into(), payload.into());
             return Ok(());
         }
-        if payload.starts_with(br#"{"type":"case","#) {
+        if self.collected.is_none() && payload.starts_with(CASE_TAG) {
             let c: RestoredCase = serde_json::from_slice(payload)?;
             self.in_order((c.seq, 0))?;
             self.state.open_case(&c.case_id, c.escalated, &c.seed);
-        } else if payload.starts_with(br#"{"type":"report","#) {
+        } else if self.collected.is_none() && payload.starts_with(REPORT_TAG) {
             let r: RestoredReport = serde_json::from_slice(payload)?;
             self.in_order((r.seq, 1))?;
             self.state.add_report(
@@ -585,10 +606,13 @@ impl Rebuild {
                     self.lifecycles
                         .insert(key.into_bytes().into(), payload.into());
                 }
-                other => {
-                    self.in_order(other.restore_order())?;
-                    self.state.apply_owned(other);
-                }
+                other => match &mut self.collected {
+                    Some(collected) => collected.push(other),
+                    None => {
+                        self.in_order(other.restore_order())?;
+                        self.state.apply_owned(other);
+                    }
+                },
             }
         }
         Ok(())
@@ -597,6 +621,9 @@ impl Rebuild {
     /// The state, after each case's latest lifecycle; and the lifecycle records that
     /// could not be read, by key.
     pub fn finish(mut self) -> (CaseState, Vec<(String, serde_json::Error)>) {
+        if let Some(collected) = self.collected.take() {
+            self.state.apply_sorted(collected);
+        }
         let mut unreadable = Vec::new();
         for (key, payload) in std::mem::take(&mut self.lifecycles) {
             match serde_json::from_slice::<Lifecycle>(&payload) {
@@ -950,6 +977,18 @@ mod tests {
             matches!(refused, Some(RebuildError::OutOfOrder { .. })),
             "{refused:?}"
         );
+        // The sorted restore the dispatcher falls back on takes them, as the old restore.
+        let mut sorted_rebuild = Rebuild::sorted(DedupeSettings::default());
+        for e in &shuffled {
+            let bytes = serde_json::to_vec(e).expect("encodes");
+            sorted_rebuild
+                .record(e.key().as_bytes(), &bytes)
+                .expect("any order");
+        }
+        let (resorted, _) = sorted_rebuild.finish();
+        assert_eq!(resorted.petitions(), straight.petitions());
+        assert_eq!(resorted.open_cases(), straight.open_cases());
+        assert_eq!(resorted.lifecycle(&all[0].id), Some(&lifecycle));
     }
 
     /// The restore's fast decoding reads every variant as serde's tagged decoding does,

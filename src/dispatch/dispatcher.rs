@@ -14,9 +14,7 @@
 //! rebalance drops all local state, so state can never be stale after another instance
 //! held a partition in between.
 
-use super::cases::{
-    CaseLogEntry, CaseState, DecisionContext, Outcome, Rebuild, RebuildError, LIFECYCLE_KEY_PREFIX,
-};
+use super::cases::{CaseLogEntry, CaseState, DecisionContext, Outcome, Rebuild, RebuildError};
 use super::dedupe::{DedupeSettings, MergeDecision};
 use super::reload::{ActiveList, ListHandle};
 use super::router::RoutingDecision;
@@ -978,9 +976,27 @@ pub fn restore_partition(
     settings: DedupeSettings,
     timeout: Duration,
 ) -> Result<(CaseState, usize), DispatchError> {
-    let is_petition = |key: &[u8]| key.starts_with(super::cases::PETITION_KEY_PREFIX.as_bytes());
-    let mut rebuild = Rebuild::new(settings);
-    let mut out_of_order = None;
+    let rebuild = |r| rebuild_partition(kafka, group, topic, partition, timeout, r);
+    if let Some(restored) = rebuild(Rebuild::new(settings))? {
+        return Ok(restored);
+    }
+    rebuild(Rebuild::sorted(settings))?.ok_or_else(|| DispatchError::Restore {
+        topic: topic.to_string(),
+        partition,
+        reason: "a sorted restore refused the records' order".into(),
+    })
+}
+
+/// Feeds one partition's records to `rebuild`; `None` if it refused their order.
+fn rebuild_partition(
+    kafka: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+    mut rebuild: Rebuild,
+) -> Result<Option<(CaseState, usize)>, DispatchError> {
+    let mut in_order = true;
     let records = read_partition(
         kafka,
         group,
@@ -988,7 +1004,7 @@ pub fn restore_partition(
         partition,
         timeout,
         |key, payload, offset| {
-            if is_petition(key) {
+            if key.starts_with(super::cases::PETITION_KEY_PREFIX.as_bytes()) {
                 return ControlFlow::Continue(());
             }
             match rebuild.record(key, payload) {
@@ -998,65 +1014,23 @@ pub fn restore_partition(
                     tracing::error!(partition, offset, error = %e, "unreadable case record skipped");
                 }
                 Err(e @ RebuildError::OutOfOrder { .. }) => {
-                    out_of_order = Some(e);
+                    tracing::warn!(partition, offset, error = %e,
+                        "case records out of order: restoring sorted");
+                    in_order = false;
                     return ControlFlow::Break(());
                 }
             }
             ControlFlow::Continue(())
         },
     )?;
-    if let Some(e) = out_of_order {
-        tracing::warn!(partition, error = %e, "case records out of order: restoring sorted");
-        return restore_partition_sorted(kafka, group, topic, partition, settings, timeout);
+    if !in_order {
+        return Ok(None);
     }
     let (state, unreadable) = rebuild.finish();
     for (key, e) in unreadable {
         tracing::error!(partition, key, error = %e, "unreadable lifecycle record skipped");
     }
-    Ok((state, records))
-}
-
-/// The restore for records in any order: every record collected, sorted, applied.
-fn restore_partition_sorted(
-    kafka: &KafkaSettings,
-    group: &str,
-    topic: &str,
-    partition: i32,
-    settings: DedupeSettings,
-    timeout: Duration,
-) -> Result<(CaseState, usize), DispatchError> {
-    let mut entries = Vec::new();
-    // A case's lifecycle is rewritten on every move and only the latest counts: keep
-    // each case's latest bytes and decode those alone at the end.
-    let mut lifecycles: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    let records = read_partition(
-        kafka,
-        group,
-        topic,
-        partition,
-        timeout,
-        |key, payload, offset| {
-            if key.starts_with(super::cases::PETITION_KEY_PREFIX.as_bytes()) {
-            } else if key.starts_with(LIFECYCLE_KEY_PREFIX.as_bytes()) {
-                lifecycles.insert(key.to_vec(), payload.to_vec());
-            } else {
-                match CaseLogEntry::decode(payload) {
-                    Ok(e) => entries.push(e),
-                    Err(e) => tracing::error!(partition, offset, error = %e,
-                    "unreadable case record skipped"),
-                }
-            }
-            ControlFlow::Continue(())
-        },
-    )?;
-    for (key, payload) in lifecycles {
-        match CaseLogEntry::decode(&payload) {
-            Ok(e) => entries.push(e),
-            Err(e) => tracing::error!(partition, key = %String::from_utf8_lossy(&key), error = %e,
-                "unreadable lifecycle record skipped"),
-        }
-    }
-    Ok((CaseState::restore(settings, entries), records))
+    Ok(Some((state, records)))
 }
 
 /// Reads one partition from its beginning to the end it had when the read began, handing
