@@ -46,9 +46,7 @@ struct Payloads {
 
 impl Payloads {
     fn load() -> Self {
-        let path = std::env::var("PETITION_SAMPLE")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|_| root().join("../shared/data/petitions-sample.jsonl"));
+        let path = petition_gateway::sample::sample_path();
         let mut by_channel: HashMap<&'static str, Vec<Value>> = HashMap::new();
         for line in std::fs::read_to_string(path).unwrap().lines() {
             let row: Value = serde_json::from_str(line).unwrap();

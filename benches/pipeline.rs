@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sample_path = std::env::var("PETITION_SAMPLE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root.join("../shared/data/petitions-sample.jsonl"));
+    let sample_path = petition_gateway::sample::sample_path();
     let orders: Vec<Value> = std::fs::read_to_string(&sample_path)
         .unwrap()
         .lines()

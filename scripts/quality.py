@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Measures routing, region and escalation quality of `petition-gateway replay` output
-against the labels of a sample file (../shared/data/petitions-sample.jsonl format).
+against the labels of a sample file (the format of data/petitions-sample.jsonl, see
+data/README.md).
 
 usage: scripts/quality.py SAMPLE.jsonl REPLAY_OUTPUT.jsonl [--half even|odd]
 Prints one JSON object; rates are shares of the petitions the replay accepted, per channel

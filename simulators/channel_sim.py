@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Simulator of one external channel system (docs: ../../shared/CHANNELS.md, README.md here).
+"""Simulator of one external channel system (docs: ../docs/channels.md, README.md here).
 
 A real HTTP server on 127.0.0.1 that behaves like one of the six systems the gateway talks
 to: it pushes sample petitions to the gateway (hotline, city-app, community-app, open311),
@@ -30,7 +30,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_SAMPLE = os.path.join(HERE, "../../shared/data/petitions-sample.jsonl")
+DEFAULT_SAMPLE = os.path.join(HERE, "../data/petitions-sample.jsonl")
 DEFAULT_SECRETS = {
     "hotline": "dev-hotline-token",
     "city-app": "dev-city-app-secret",

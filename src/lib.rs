@@ -19,6 +19,7 @@ pub mod normalize;
 pub mod petition;
 pub mod replay;
 pub mod respond;
+pub mod sample;
 pub mod server;
 pub mod watch;
 

@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 const PARTITIONS: u32 = 4;
 
 fn sample_path() -> PathBuf {
-    std::env::var("PETITION_SAMPLE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("../shared/data/petitions-sample.jsonl"))
+    petition_gateway::sample::sample_path()
 }
 
 /// Import needs every channel's connector to map the sample; the poll channels'

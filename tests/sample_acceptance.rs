@@ -10,9 +10,7 @@ use std::path::PathBuf;
 #[test]
 fn all_sample_petitions_are_accepted_and_placed() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let sample = std::env::var("PETITION_SAMPLE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo.join("../shared/data/petitions-sample.jsonl"));
+    let sample = petition_gateway::sample::sample_path();
     let text = std::fs::read_to_string(&sample).unwrap();
     let loaded = petition_gateway::config::load(&repo.join("config/gateway.toml")).unwrap();
     let mut out = Vec::new();

@@ -464,13 +464,9 @@ mod tests {
     #[test]
     fn the_automaton_finds_what_the_keyword_scan_finds() {
         let r = router();
-        let sample = std::env::var("PETITION_SAMPLE").unwrap_or_else(|_| {
-            format!(
-                "{}/../shared/data/petitions-sample.jsonl",
-                env!("CARGO_MANIFEST_DIR")
-            )
-        });
-        let lines = std::fs::read_to_string(&sample).unwrap_or_else(|e| panic!("{sample}: {e}"));
+        let sample = crate::sample::sample_path();
+        let lines = std::fs::read_to_string(&sample)
+            .unwrap_or_else(|e| panic!("{}: {e}", sample.display()));
         let mut texts = Vec::new();
         for line in lines.lines() {
             let value: serde_json::Value =

@@ -31,11 +31,9 @@ pub fn unique_prefix(name: &str) -> String {
     format!("t{}-{name}-{nanos}.", std::process::id())
 }
 
-/// The labeled sample; `PETITION_SAMPLE` overrides `../shared/data/petitions-sample.jsonl`.
+/// The labeled sample (`data/`; `PETITION_SAMPLE` overrides it).
 pub fn sample() -> Vec<Value> {
-    let path = std::env::var("PETITION_SAMPLE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("../shared/data/petitions-sample.jsonl"));
+    let path = petition_gateway::sample::sample_path();
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read the sample {}: {e}", path.display()));
     text.lines()
