@@ -18,7 +18,6 @@ use crate::replay::native_payload;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,7 +78,7 @@ pub async fn import(
         topics: settings.topics.clone(),
         regions: Arc::new(loaded.regions),
         schemas: Arc::new(Schemas::compile()?),
-        ready: Arc::new(AtomicBool::new(true)),
+        ready: Arc::new(crate::kafka::health::Readiness::ready_now()),
         list: reload::fixed(loaded.responsibility, "import"),
         ledger: Default::default(),
     };

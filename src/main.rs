@@ -40,7 +40,8 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Stop once this many petitions were printed.
+        /// Stop once this many petitions were printed; exit status 1 when fewer arrived
+        /// within --seconds.
         #[arg(long)]
         count: Option<usize>,
     },
@@ -85,13 +86,19 @@ enum ConnectorCommand {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    use std::io::IsTerminal;
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,rdkafka=warn".into()),
         )
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber)?;
+    // rdkafka logs through `log`: an unreachable broker becomes the readiness probe's one
+    // line instead of every client's error lines every half second.
+    petition_gateway::kafka::health::QuietBrokerTransport::install()?;
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match petition_gateway::check::check(&config) {
@@ -200,6 +207,9 @@ fn main() -> anyhow::Result<()> {
                 std::io::stdout().lock(),
             ))?;
             eprintln!("{printed} dispatched petition(s)");
+            if let Some(expected) = count.filter(|n| printed < *n) {
+                anyhow::bail!("only {printed} of the {expected} expected petition(s) arrived within {seconds} s");
+            }
             Ok(())
         }
         Command::Run { config } => {

@@ -8,11 +8,11 @@ use crate::intake::cursor::CursorStore;
 use crate::intake::lease::{self, LEASE_PARTITIONS};
 use crate::intake::poll::{PollChannel, Poller};
 use crate::intake::{app, IntakeContext};
-use crate::kafka::topics::{ensure_topics, HealthProbe, TopicError, TopicSpec};
+use crate::kafka::health::{self, HealthProbe, NotReadyKind, ProbeFailure, Readiness};
+use crate::kafka::topics::{ensure_topics, TopicError, TopicSpec};
 use crate::kafka::Publisher;
 use crate::normalize::schema::Schemas;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -43,7 +43,7 @@ impl ServerError {
 
 pub struct RunningGateway {
     pub addr: SocketAddr,
-    pub ready: Arc<AtomicBool>,
+    pub ready: Arc<Readiness>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     publisher: Publisher,
@@ -86,7 +86,7 @@ pub async fn start(
         loaded.responsibility.clone(),
         loaded.responsibility_text.clone(),
     );
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(Readiness::default());
     let ledger = crate::ledger::SharedLedger::default();
     let ctx = Arc::new(IntakeContext {
         ledger: ledger.clone(),
@@ -136,7 +136,7 @@ pub async fn start(
     );
     // Tasks that need the topics wait for this to turn true.
     let (topics_ready_tx, topics_ready) = tokio::sync::watch::channel(false);
-    let probe = Arc::new(HealthProbe::new(&settings.kafka)?);
+    let probe = Arc::new(HealthProbe::new(&settings.kafka).map_err(TopicError::Client)?);
     {
         let kafka = settings.kafka.clone();
         let ready = ready.clone();
@@ -148,24 +148,28 @@ pub async fn start(
                 let p = probe.clone();
                 // Once the topics exist, readiness also needs the inbound topic writable.
                 let topic = ensured.then(|| inbound.clone());
-                let reachable = tokio::task::spawn_blocking(move || {
-                    p.broker_reachable(topic.as_deref(), Duration::from_secs(2))
+                let probed = tokio::task::spawn_blocking(move || {
+                    p.check(topic.as_deref(), Duration::from_secs(2))
                 })
                 .await
-                .unwrap_or(false);
-                if reachable && !ensured {
+                .unwrap_or(Err(ProbeFailure::Unreachable));
+                let mut topics_error = None;
+                if probed.is_ok() && !ensured {
                     match ensure_topics(&kafka, &topic_specs).await {
                         Ok(()) => {
                             ensured = true;
                             let _ = topics_ready_tx.send(true);
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot create topics yet"),
+                        Err(e) => topics_error = Some(e),
                     }
                 }
-                let now_ready = reachable && ensured;
-                if ready.swap(now_ready, Ordering::Relaxed) != now_ready {
-                    tracing::info!(ready = now_ready, "readiness changed");
-                }
+                report_readiness(
+                    &ready,
+                    &kafka.bootstrap_servers,
+                    probed,
+                    topics_error,
+                    ensured,
+                );
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -326,7 +330,48 @@ pub async fn start(
     })
 }
 
-/// Every topic the gateway writes or reads, created at startup when missing.
+/// Sets what `/readyz` answers, and logs one line when the reason changes: an
+/// unreachable broker is one warning (librdkafka's own lines are kept out of the log).
+fn report_readiness(
+    ready: &Readiness,
+    bootstrap_servers: &str,
+    probed: Result<(), ProbeFailure>,
+    topics_error: Option<TopicError>,
+    ensured: bool,
+) {
+    let (kind, reason) = match (probed, topics_error) {
+        (Err(ProbeFailure::Unreachable), _) => (
+            NotReadyKind::Unreachable,
+            health::unreachable_message(bootstrap_servers, health::last_transport_cause()),
+        ),
+        (Err(ProbeFailure::NoLeader(topic)), _) => (
+            NotReadyKind::NoLeader,
+            format!("Kafka at {bootstrap_servers} answers, but {topic} has a partition without a leader (a broker is starting or was lost)"),
+        ),
+        (Ok(()), Some(e)) => (
+            NotReadyKind::TopicsMissing,
+            format!("Kafka at {bootstrap_servers} answers, but the gateway's topics cannot be created yet: {e}"),
+        ),
+        (Ok(()), None) if !ensured => (
+            NotReadyKind::TopicsMissing,
+            "the gateway's topics are being created".to_string(),
+        ),
+        (Ok(()), None) => {
+            if ready.set_ready() {
+                tracing::info!(
+                    kafka = bootstrap_servers,
+                    quieted_client_errors = health::dropped_transport_lines(),
+                    "ready: Kafka answers and the topics exist"
+                );
+            }
+            return;
+        }
+    };
+    if ready.set_not_ready(kind, reason.clone()) {
+        tracing::warn!("{reason}");
+    }
+}
+
 /// Starts `work` once the gateway's topics exist (subscribing before that only produces
 /// noise), unless the gateway stops first.
 fn once_topics_exist<F, Fut>(
@@ -358,6 +403,7 @@ pub fn callback_channels(connectors: &[crate::config::LoadedConnector]) -> Vec<S
         .collect()
 }
 
+/// Every topic the gateway writes or reads, created at startup when missing.
 pub fn gateway_topics(
     settings: &crate::config::Settings,
     list: &crate::dispatch::responsibility::ResponsibilityList,

@@ -11,6 +11,7 @@ pub mod quarantine;
 
 use crate::config::{LoadedConnector, TopicSettings};
 use crate::dispatch::reload::ListHandle;
+use crate::kafka::health::Readiness;
 use crate::kafka::Publisher;
 use crate::normalize::region::RegionResolver;
 use crate::normalize::schema::Schemas;
@@ -21,7 +22,6 @@ use axum::Router;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use push::PushChannel;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// What every intake route shares.
@@ -31,7 +31,7 @@ pub struct IntakeContext {
     pub regions: Arc<RegionResolver>,
     pub schemas: Arc<Schemas>,
     /// Set by the readiness probe once Kafka answers and the topics exist.
-    pub ready: Arc<AtomicBool>,
+    pub ready: Arc<Readiness>,
     /// The case ledger, for the status queries of channels that poll (Open311).
     pub ledger: crate::ledger::SharedLedger,
     /// The responsibility list in force, for discovery documents (Open311 services).
@@ -88,10 +88,12 @@ pub fn app(ctx: Arc<IntakeContext>, connectors: &[LoadedConnector]) -> Router {
     router
 }
 
-async fn readyz(State(ctx): State<Arc<IntakeContext>>) -> (StatusCode, &'static str) {
-    if ctx.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
+/// `ready`, or 503 with why not (Kafka unreachable, topics not created yet, …).
+async fn readyz(State(ctx): State<Arc<IntakeContext>>) -> (StatusCode, String) {
+    let status = if ctx.ready.is_ready() {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "kafka not reachable")
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, ctx.ready.describe())
 }

@@ -2,6 +2,7 @@
 //! topic provisioning and broker health.
 
 pub mod cloudevents;
+pub mod health;
 pub mod publisher;
 pub mod topics;
 

@@ -1,9 +1,8 @@
-//! Topic provisioning and broker health.
+//! Topic provisioning (broker health is in `health`).
 
 use crate::config::KafkaSettings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
@@ -80,37 +79,4 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
-}
-
-/// A long-lived client for readiness probes (one librdkafka client, not one per probe).
-pub struct HealthProbe {
-    consumer: BaseConsumer,
-}
-
-impl HealthProbe {
-    pub fn new(settings: &KafkaSettings) -> Result<Self, TopicError> {
-        let consumer = super::base_config(settings)
-            .create()
-            .map_err(TopicError::Client)?;
-        Ok(Self { consumer })
-    }
-
-    /// Whether the cluster answers and, when `topic` is given, every partition of that
-    /// topic has a leader (a restarted broker answers metadata before it can take
-    /// writes). Blocking: run it off the async threads.
-    pub fn broker_reachable(&self, topic: Option<&str>, timeout: Duration) -> bool {
-        let Ok(m) = self.consumer.fetch_metadata(topic, timeout) else {
-            return false;
-        };
-        if m.brokers().is_empty() {
-            return false;
-        }
-        m.topics().iter().all(|t| {
-            t.error().is_none()
-                && !t.partitions().is_empty()
-                && t.partitions()
-                    .iter()
-                    .all(|p| p.leader() >= 0 && p.error().is_none())
-        })
-    }
 }
