@@ -10,10 +10,19 @@ and overall. Rejected lines are counted separately (they are failures too).
 --half measures only the petitions whose incident id falls in one half (CRC-32 of the id,
 even or odd), so rules can be tuned on one half and checked on the other. The replay still
 runs over the whole sample (reports of the other half compete as merge candidates, as
-they would live); only the scoring is restricted."""
+they would live); only the scoring is restricted.
+
+usage: scripts/quality.py SAMPLE.jsonl --orders [ORDER ...]
+Replays the sample in each order (`petition-gateway replay --order`; default: reported,
+file, reverse, shuffle:1, shuffle:2, shuffle-hours:48) and prints one line per order:
+dedupe precision and recall and their difference from the first order, routing and
+escalation. Uses target/debug/petition-gateway (build it first), or $PETITION_GATEWAY."""
 import collections
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import zlib
 
 
@@ -124,8 +133,53 @@ def dedupe_quality(labels, replay_path, half=None):
     }
 
 
+def compare_orders(sample_path, orders):
+    """Replays the sample in each order and prints how far each is from the first."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    binary = os.environ.get("PETITION_GATEWAY", os.path.join(root, "target/debug/petition-gateway"))
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"quality.py: {binary} is missing: run `cargo build` first (or set PETITION_GATEWAY)")
+    config = os.path.join(root, "config/gateway.toml")
+    first = None
+    labels = {}
+    for line in open(sample_path, encoding="utf-8"):
+        row = json.loads(line)
+        labels[row["seq"]] = row["label"]
+    print("%-22s %7s %7s %6s %8s %8s %8s %8s" % (
+        "order", "P", "R", "cases", "dP", "dR", "routed", "escal.R"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for order in orders:
+            out = os.path.join(tmp, "replay.jsonl")
+            run = subprocess.run([binary, "replay", "--config", config, sample_path,
+                                  "--output", out, "--order", order],
+                                 capture_output=True, text=True)
+            if run.returncode != 0:
+                sys.exit(f"quality.py: replay --order {order} failed: {run.stderr.strip()}")
+            d = dedupe_quality(labels, out)
+            routed = escal = labeled = 0
+            for line in open(out, encoding="utf-8"):
+                r = json.loads(line)
+                label = labels.get(r["seq"])
+                if label is None or "error" in r:
+                    continue
+                routed += r["department"] == label["department"]
+                labeled += bool(label["escalate"])
+                escal += bool(label["escalate"]) and bool(r.get("escalated"))
+            if first is None:
+                first = d
+            print("%-22s %7.4f %7.4f %6d %+8.4f %+8.4f %8.4f %8.4f" % (
+                order, d["precision"], d["recall"], d["cases"],
+                d["precision"] - first["precision"], d["recall"] - first["recall"],
+                routed / len(labels), escal / (labeled or 1)))
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if len(args) >= 2 and args[1] == "--orders":
+        compare_orders(args[0], args[2:] or
+                       ["reported", "file", "reverse", "shuffle:1", "shuffle:2", "shuffle-hours:48"])
+        sys.exit(0)
     half = None
     if len(args) == 4 and args[2] == "--half" and args[3] in ("even", "odd"):
         half = args[3]

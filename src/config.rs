@@ -41,14 +41,22 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DedupeConfig {
-    /// A case takes new reports for this long after its first one.
+    /// All reports of a case were reported within this long of each other (event time).
     pub window_hours: u32,
+    /// How far behind the newest report a report may arrive and still find its case:
+    /// cases leave the index once the partition's newest reported time is this long past
+    /// their window.
+    pub allowed_lateness_hours: u32,
 }
 
 impl Default for DedupeConfig {
     fn default() -> Self {
-        // The center's 72 h promise; see `config/gateway.toml`.
-        Self { window_hours: 72 }
+        // The center's 72 h promise, and a portal down for three days; see
+        // `config/gateway.toml`.
+        Self {
+            window_hours: 72,
+            allowed_lateness_hours: 72,
+        }
     }
 }
 
@@ -56,6 +64,7 @@ impl DedupeConfig {
     pub fn settings(&self) -> crate::dispatch::dedupe::DedupeSettings {
         crate::dispatch::dedupe::DedupeSettings {
             window_secs: i64::from(self.window_hours) * 3600,
+            allowed_lateness_secs: i64::from(self.allowed_lateness_hours) * 3600,
             ..Default::default()
         }
     }

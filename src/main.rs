@@ -65,6 +65,11 @@ enum Command {
         /// Where to write the JSONL results (default: standard output).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// The order to decide the lines in: file, reported (by the citizen's reported
+        /// time), reverse, or shuffle-hours:N[:SEED] (each line delayed by a random time
+        /// under N hours after its arrival; seed 1 by default).
+        #[arg(long, default_value = "file")]
+        order: petition_gateway::replay::ReplayOrder,
     },
 }
 
@@ -150,6 +155,7 @@ fn main() -> anyhow::Result<()> {
             config,
             input,
             output,
+            order,
         } => {
             let loaded = petition_gateway::config::load(&config)?;
             let reader = std::io::BufReader::new(
@@ -160,9 +166,19 @@ fn main() -> anyhow::Result<()> {
                 Some(path) => {
                     let file = std::fs::File::create(&path)
                         .with_context(|| format!("creating {}", path.display()))?;
-                    petition_gateway::replay::replay(loaded, reader, std::io::BufWriter::new(file))?
+                    petition_gateway::replay::replay_in_order(
+                        loaded,
+                        reader,
+                        std::io::BufWriter::new(file),
+                        order,
+                    )?
                 }
-                None => petition_gateway::replay::replay(loaded, reader, std::io::stdout().lock())?,
+                None => petition_gateway::replay::replay_in_order(
+                    loaded,
+                    reader,
+                    std::io::stdout().lock(),
+                    order,
+                )?,
             };
             eprintln!(
                 "replayed {} line(s): {} accepted, {} rejected",

@@ -61,6 +61,10 @@ pub struct ReportEntry {
     pub escalated: bool,
     /// The report as the near-duplicate stage saw it, replayed into the case on restore.
     pub at_unix: i64,
+    /// Processing time: unix seconds it reached the gateway (`received_at`), which moves
+    /// the near-duplicate stage's clock; records written before it was kept: `at_unix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_unix: Option<i64>,
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
@@ -308,9 +312,15 @@ impl CaseState {
             };
         }
         let routing = router.route(petition);
-        let at_unix = chrono::DateTime::parse_from_rfc3339(&petition.reported_at)
-            .map(|t| t.timestamp())
-            .unwrap_or_default();
+        let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|t| t.timestamp());
+        // A petition cannot have been reported after it reached us: a channel's clock
+        // running ahead must not move the deduper's watermark into the future.
+        let received_unix = parse(&petition.received_at).ok();
+        let at_unix = match (parse(&petition.reported_at).ok(), received_unix) {
+            (Some(reported), Some(received)) => reported.min(received),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => 0,
+        };
         let problem = router.problem_words(&routing).to_vec();
         let region = petition.location.region.code.as_str();
         let address = petition.location.address.as_deref();
@@ -335,6 +345,7 @@ impl CaseState {
             department: routing.department.clone(),
             escalated: false,
             at_unix,
+            received_unix,
             text: petition.text.clone(),
             address: address.map(str::to_string),
             problem: problem.clone(),
@@ -380,6 +391,7 @@ impl CaseState {
                         text: petition.text.clone(),
                         address: address.map(str::to_string),
                         problem,
+                        received_unix,
                     },
                     routing,
                 };
@@ -406,6 +418,7 @@ impl CaseState {
                 &r.case_id,
                 r.escalated,
                 r.merge.is_some(),
+                r.received_unix.unwrap_or(r.at_unix),
                 &Report {
                     region: &r.region,
                     department: &r.department,
@@ -432,8 +445,10 @@ impl CaseState {
         case_id: &str,
         escalated: bool,
         merged: bool,
+        received_unix: i64,
         report: &Report<'_>,
     ) {
+        self.deduper.observe(received_unix);
         let case = id_key(case_id);
         self.seen.insert(id_key(petition_id), case);
         if escalated {
@@ -508,6 +523,8 @@ struct RestoredReport {
     region: String,
     department: String,
     at_unix: i64,
+    #[serde(default)]
+    received_unix: Option<i64>,
     text: String,
     #[serde(default)]
     address: Option<String>,
@@ -588,6 +605,7 @@ impl Rebuild {
                 &r.case_id,
                 r.escalated,
                 r.merge.is_some(),
+                r.received_unix.unwrap_or(r.at_unix),
                 &Report {
                     region: &r.region,
                     department: &r.department,

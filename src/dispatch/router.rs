@@ -224,7 +224,22 @@ impl Router {
         };
         let category_inferred = inferred.is_some();
         let category = p.category.clone().or(inferred);
-        let (escalate, escalation_reasons) = self.escalation(p, category.as_deref(), &text);
+        // Escalation does not hang on routing: left to triage, the petition still says
+        // what it is about, and a department it names the matters of that owns a single
+        // category names that category (拖欠账款 next to 农民工: a tie, and arrears).
+        let named_categories: Vec<&str> = match (&category, winner) {
+            (None, None) => candidates
+                .iter()
+                .filter_map(|c| self.list.department(&c.department))
+                .filter_map(|d| match d.categories.as_slice() {
+                    [only] => Some(only.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let (escalate, escalation_reasons) =
+            self.escalation(p, category.as_deref(), &named_categories, &text);
         let triage = |rule| RoutingDecision {
             department: TRIAGE.into(),
             topic: None,
@@ -391,7 +406,16 @@ impl Router {
         (!owners.is_empty()).then_some((version, owners))
     }
 
-    fn escalation(&self, p: &Petition, category: Option<&str>, text: &str) -> (bool, Vec<String>) {
+    /// The escalation rules: the channel, the urgency, the category (the petition's own or
+    /// routing's; for one left to triage, those its candidate departments name) and the
+    /// keywords, whatever the routing.
+    fn escalation(
+        &self,
+        p: &Petition,
+        category: Option<&str>,
+        named_categories: &[&str],
+        text: &str,
+    ) -> (bool, Vec<String>) {
         let rules = &self.list.escalation;
         let mut reasons = Vec::new();
         if rules.channels.iter().any(|c| c == &p.channel) {
@@ -404,7 +428,7 @@ impl Router {
         {
             reasons.push(format!("urgency:{}", p.urgency));
         }
-        if let Some(c) = category {
+        for c in category.iter().chain(named_categories) {
             if rules.categories.iter().any(|r| r == c) {
                 reasons.push(format!("category:{c}"));
             }
@@ -623,6 +647,20 @@ mod tests {
             .contains(&"keyword:燃气泄漏".to_string()));
         let d = router().route(&petition("路灯不亮", "371082001"));
         assert!(!d.escalate);
+    }
+
+    #[test]
+    fn an_escalating_category_fires_also_when_routing_leaves_the_petition_to_triage() {
+        // Arrears (business, escalated) and migrant workers (hrss) weigh the same.
+        let p = petition("工地拖欠账款，农民工也没拿到钱", "371082001");
+        let d = router().route(&p);
+        assert_eq!(d.department, TRIAGE, "{:?}", d.candidates);
+        assert!(d.escalate, "{:?}", d.candidates);
+        assert_eq!(d.escalation_reasons, vec!["category:business.arrears"]);
+        // A tie between departments whose categories do not escalate stays as it was.
+        let d = router().route(&petition("路灯不亮，公交也不来", "371082001"));
+        assert_eq!(d.department, TRIAGE, "{:?}", d.candidates);
+        assert!(!d.escalate, "{:?}", d.escalation_reasons);
     }
 
     #[test]
