@@ -1,6 +1,6 @@
 //! `petition-gateway watch`: prints one line per petition: where its case was dispatched
-//! (a department or triage topic), or which open case it joined (from
-//! `petitions.cases`), for the local demo and for integrators checking a deployment.
+//! (a department or triage topic), or which open case it joined (the `report` record on
+//! the case's topic), for the local demo and for integrators checking a deployment.
 
 use crate::config::Settings;
 use crate::dispatch::responsibility::ResponsibilityList;
@@ -16,7 +16,7 @@ pub enum WatchError {
     Kafka(#[from] rdkafka::error::KafkaError),
 }
 
-/// Reads the output topics and `petitions.cases` from the beginning for `window`, or
+/// Reads the department and triage topics from the beginning for `window`, or
 /// until `expected` petitions were printed; returns how many were printed.
 pub async fn watch(
     settings: &Settings,
@@ -35,8 +35,6 @@ pub async fn watch(
     let t = &settings.topics;
     let mut topics: Vec<String> = list.departments.iter().map(|d| t.name(&d.topic)).collect();
     topics.push(t.name(&t.triage));
-    let cases = t.name(&t.cases);
-    topics.push(cases.clone());
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
     let deadline = Instant::now() + window;
@@ -51,32 +49,42 @@ pub async fn watch(
         };
         let m = message?;
         let v: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
-        if m.topic() == cases {
-            // New cases show up on their department's topic; here only the reports that
-            // joined an open case.
-            if v["type"] == "report" && v["merge"].is_object() {
-                let _ = writeln!(
-                    out,
-                    "{:<16} {:<9} {:<24} joined case {} (score {}, [{}])",
-                    v["source_id"].as_str().unwrap_or("?"),
-                    v["channel"].as_str().unwrap_or("?"),
-                    "(merged)",
-                    v["case_id"].as_str().unwrap_or("?"),
-                    v["merge"]["score"],
-                    v["merge"]["matched"]
-                        .as_array()
-                        .map(|a| a
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(","))
-                        .unwrap_or_default(),
-                );
-                printed += 1;
-            }
+        let p = &v["petition"];
+        if v["type"] == "assignment" {
+            // The case again, not another petition.
+            let _ = writeln!(
+                out,
+                "{:<16} {:<9} {:<24} case {} {} ({})",
+                "(case)",
+                "",
+                m.topic(),
+                v["case_id"].as_str().unwrap_or("?"),
+                v["status"].as_str().unwrap_or("?"),
+                v["reason"].as_str().unwrap_or("?"),
+            );
             continue;
         }
-        let p = &v["petition"];
+        if v["type"] == "report" {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<9} {:<24} joined case {} (score {}, [{}])",
+                p["source_id"].as_str().unwrap_or("?"),
+                p["channel"].as_str().unwrap_or("?"),
+                m.topic(),
+                v["case_id"].as_str().unwrap_or("?"),
+                v["merge"]["score"],
+                v["merge"]["matched"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default(),
+            );
+            printed += 1;
+            continue;
+        }
         let r = &v["routing"];
         let matched: Vec<&str> = r["matched"]
             .as_array()

@@ -71,12 +71,12 @@ async fn sample_work_orders_reach_their_department_topics() {
     );
     let out = read_topics(
         &output_topics(&cfg.prefix),
-        log.cases.len(),
+        log.department_records(),
         Duration::from_secs(3),
     )
     .await;
     assert_each_case_dispatched_once(&cfg.prefix, &out, &log);
-    for r in &out {
+    for r in out.iter().filter(|r| r.value["type"] == "case") {
         assert!(r.value["routing"]["rule"].is_string());
         assert_eq!(r.headers["ce_type"], "gov.petition.dispatched.v1");
     }
@@ -133,8 +133,17 @@ async fn a_resend_is_one_petition_and_a_repeat_report_joins_its_case() {
     assert_eq!(log.cases.len(), 1);
     assert_eq!(log.reports[other_id]["case_id"], first_id);
     assert!(log.reports[other_id]["merge"]["score"].as_f64().unwrap() > 0.9);
-    let out = read_topics(&output_topics(&cfg.prefix), 1, Duration::from_secs(3)).await;
+    // The department gets the case, then the report that joined it (关联工单).
+    let out = read_topics(&output_topics(&cfg.prefix), 2, Duration::from_secs(3)).await;
     assert_each_case_dispatched_once(&cfg.prefix, &out, &log);
+    assert_eq!(out[0].value["type"], "case");
     assert_eq!(out[0].value["petition"]["id"], first_id);
+    assert_eq!(out[1].value["type"], "report");
+    assert_eq!(out[1].value["petition"]["id"], other_id);
+    assert_eq!(
+        out[1].value["department"],
+        out[0].value["routing"]["department"]
+    );
+    assert_eq!(out[1].topic, out[0].topic);
     gw.shutdown().await;
 }

@@ -17,7 +17,7 @@
 use super::cases::{CaseLogEntry, CaseState, DecisionContext, Outcome, Rebuild, RebuildError};
 use super::dedupe::{DedupeSettings, MergeDecision};
 use super::reload::{ActiveList, ListHandle};
-use super::router::RoutingDecision;
+use super::router::{RoutingDecision, TRIAGE};
 use crate::config::{DispatcherSettings, KafkaSettings, TopicSettings};
 use crate::kafka::cloudevents::{new_span_id, CloudEvent};
 use crate::lifecycle::status_router::CaseEvent;
@@ -95,10 +95,26 @@ impl DispatchError {
     }
 }
 
-/// What a department (or triage, or escalations) receives: one record per case.
+/// Which record a department (or triage, or escalations) receives: `case` once per
+/// case, `report` for each later report that joined it, `assignment` when the case is
+/// assigned to it again (`schemas/department-record.v1.schema.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Case,
+    Report,
+    Assignment,
+}
+
+/// A `case` or `report` department record.
 #[derive(Serialize)]
 pub struct DispatchRecord<'a> {
+    #[serde(rename = "type")]
+    pub kind: RecordKind,
     pub case_id: &'a str,
+    /// On `report` records to the case's topic: the case's department (or triage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<&'a str>,
     pub petition: &'a Value,
     pub routing: &'a RoutingDecision,
     pub list_version: &'a str,
@@ -107,7 +123,7 @@ pub struct DispatchRecord<'a> {
     pub sla_hours: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline: Option<&'a str>,
-    /// On escalations only: a later report that joined the case and escalates it.
+    /// On `report` records: why the report joined the case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merge: Option<&'a MergeDecision>,
 }
@@ -510,7 +526,9 @@ impl Dispatcher {
                 Outcome::Opened { case, .. } => {
                     opened += 1;
                     let record = DispatchRecord {
+                        kind: RecordKind::Case,
                         case_id: &case.case_id,
+                        department: None,
                         petition: &value,
                         routing: &case.routing,
                         list_version: &case.list_version,
@@ -552,17 +570,41 @@ impl Dispatcher {
                     escalates,
                 } => {
                     merged += 1;
+                    let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                    // The case's department sees every report that joins it (关联工单),
+                    // on the topic the case is at now: assigned, or still in triage.
+                    let current = state
+                        .lifecycle(&report.case_id)
+                        .map_or(TRIAGE, |l| l.department.as_str());
+                    let department = list.router.list().department(current);
+                    let record = DispatchRecord {
+                        kind: RecordKind::Report,
+                        case_id: &report.case_id,
+                        department: Some(department.map_or(TRIAGE, |d| d.code.as_str())),
+                        petition: &value,
+                        routing,
+                        list_version: &list.version,
+                        dispatched_at: &stamp,
+                        sla_hours: None,
+                        deadline: None,
+                        merge: report.merge.as_ref(),
+                    };
+                    let topic = match department {
+                        Some(d) => self.topics.name(&d.topic),
+                        None => self.topics.name(&self.topics.triage),
+                    };
+                    self.send_event(
+                        producer,
+                        &topic,
+                        None,
+                        &report.case_id,
+                        &record,
+                        Some((&petition, "joined", "gov.petition.report-joined.v1")),
+                    )?;
                     if *escalates {
-                        let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                         let record = DispatchRecord {
-                            case_id: &report.case_id,
-                            petition: &value,
-                            routing,
-                            list_version: &list.version,
-                            dispatched_at: &stamp,
-                            sla_hours: None,
-                            deadline: None,
-                            merge: report.merge.as_ref(),
+                            department: None,
+                            ..record
                         };
                         let topic = self.topics.name(&self.topics.escalations);
                         self.send(
@@ -791,19 +833,7 @@ impl Dispatcher {
             let topic = self.topics.callbacks_topic(&cb.channel);
             self.send(producer, &topic, None, &cb.case_id, &cb, None)?;
         }
-        let last = lifecycle.history.last();
-        let record = serde_json::json!({
-            "case_id": lifecycle.case_id,
-            "petition": petition,
-            "department": lifecycle.department,
-            "status": lifecycle.phase.as_str(),
-            "reason": last.map(|h| h.status.as_str()),
-            "note": last.and_then(|h| h.note.as_deref()),
-            "reopened": lifecycle.reopened,
-            "deadline": lifecycle.deadline.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| t.to_rfc3339()),
-            "dispatched_at": now.to_rfc3339(),
-            "sources": lifecycle.sources.len(),
-        });
+        let record = assignment_record(&lifecycle, petition, now);
         if let Some(to) = &fx.dispatch_to {
             let topic = match departments.department(to) {
                 Some(d) => self.topics.name(&d.topic),
@@ -851,12 +881,27 @@ impl Dispatcher {
         value: &impl Serialize,
         petition: Option<&Petition>,
     ) -> Result<(), DispatchError> {
+        let event = petition.map(|p| (p, "dispatched", "gov.petition.dispatched.v1"));
+        self.send_event(producer, topic, partition, key, value, event)
+    }
+
+    /// `send`, with the CloudEvent headers of `event`: the petition it is about, the
+    /// suffix of the event id, and the event type.
+    fn send_event(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        value: &impl Serialize,
+        event: Option<(&Petition, &str, &str)>,
+    ) -> Result<(), DispatchError> {
         let payload = serde_json::to_vec(value)?;
-        let headers = match petition {
-            Some(p) => CloudEvent {
-                id: &format!("{}:dispatched", p.id),
+        let headers = match event {
+            Some((p, suffix, event_type)) => CloudEvent {
+                id: &format!("{}:{suffix}", p.id),
                 source: "/petition-gateway/dispatcher",
-                event_type: "gov.petition.dispatched.v1",
+                event_type,
                 time: &chrono::Utc::now().to_rfc3339(),
                 subject: Some(&p.id),
                 trace_id: &p.trace_id,
@@ -1126,6 +1171,28 @@ impl crate::lifecycle::Departments for ListDepartments<'_> {
     }
 }
 
+/// The `assignment` record: a case assigned to a department or triage again, and why.
+fn assignment_record(
+    lifecycle: &Lifecycle,
+    petition: Option<&Value>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let last = lifecycle.history.last();
+    serde_json::json!({
+        "type": RecordKind::Assignment,
+        "case_id": lifecycle.case_id,
+        "petition": petition,
+        "department": lifecycle.department,
+        "status": lifecycle.phase.as_str(),
+        "reason": last.map(|h| h.status.as_str()),
+        "note": last.and_then(|h| h.note.as_deref()),
+        "reopened": lifecycle.reopened,
+        "deadline": lifecycle.deadline.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| t.to_rfc3339()),
+        "dispatched_at": now.to_rfc3339(),
+        "sources": lifecycle.sources.len(),
+    })
+}
+
 /// The lifecycle move a new case or a merged report makes, with what it asks for. A
 /// merge into a case that has no lifecycle (opened before lifecycles existed, or
 /// already finished) moves nothing.
@@ -1195,5 +1262,95 @@ fn crash_before_commit(number: u64, producer: &FutureProducer) {
             eprintln!("fault injection: aborting before committing transaction {number}");
             std::process::abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::responsibility::ResponsibilityList;
+    use crate::dispatch::router::Router;
+    use crate::normalize::region::Gazetteer;
+    use crate::normalize::schema::Schemas;
+
+    fn router() -> Router {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("config/gazetteer.toml")).expect("gazetteer");
+        let g: Gazetteer = toml::from_str(&text).expect("gazetteer parses");
+        let list =
+            ResponsibilityList::load(&root.join("config/responsibility.toml"), &g).expect("list");
+        Router::new(list)
+    }
+
+    fn petition() -> Value {
+        serde_json::json!({
+            "id": crate::petition::petition_id("hotline", "RC-1"), "channel": "hotline",
+            "source_id": "RC-1", "kind": "complaint", "urgency": "normal",
+            "text": "宁津街道东墩村4号楼暖气不热", "reported_at": "2026-11-24T09:00:00+08:00",
+            "received_at": "2026-11-24T09:00:05+08:00",
+            "trace_id": "0af7651916cd43dd8448eb211c80319c",
+            "location": {"region": {"code": "371082003", "level": "street", "resolved_by": "text"}},
+            "reporter": {"phone": "+8613800000000"}, "attachments": []
+        })
+    }
+
+    /// Every record a department topic gets keeps `department-record.v1`, and the
+    /// schema tells the kinds apart (a `report` without its evidence is refused).
+    #[test]
+    fn department_records_keep_their_schema() {
+        let schemas = Schemas::compile().expect("schemas");
+        let value = petition();
+        let p: Petition = serde_json::from_value(value.clone()).expect("petition");
+        let routing = router().route(&p);
+        let merge = MergeDecision {
+            case_id: "case-1".into(),
+            score: 0.42,
+            matched: vec!["building:4".into()],
+        };
+        let case = DispatchRecord {
+            kind: RecordKind::Case,
+            case_id: "case-1",
+            department: None,
+            petition: &value,
+            routing: &routing,
+            list_version: "v1",
+            dispatched_at: "2026-11-24T01:00:05.000Z",
+            sla_hours: Some(72),
+            deadline: Some("2026-11-27T01:00:05.000Z"),
+            merge: None,
+        };
+        let report = DispatchRecord {
+            kind: RecordKind::Report,
+            department: Some("heating"),
+            sla_hours: None,
+            deadline: None,
+            merge: Some(&merge),
+            ..case
+        };
+        let source = Source {
+            petition_id: p.id.clone(),
+            channel: "hotline".into(),
+            source_id: "RC-1".into(),
+            reporter_name: None,
+            joined_at: 0,
+        };
+        let (lifecycle, _) = Lifecycle::opened("case-1", "heating", Some(3600), false, source, 0);
+        let assignment = assignment_record(&lifecycle, Some(&value), chrono::Utc::now());
+        let records = [
+            serde_json::to_value(&case).expect("case"),
+            serde_json::to_value(&report).expect("report"),
+            assignment,
+        ];
+        for (record, kind) in records.iter().zip(["case", "report", "assignment"]) {
+            assert_eq!(record["type"], kind);
+            let errors = schemas.department_record_errors(record);
+            assert!(errors.is_empty(), "{kind}: {errors:?}\n{record}");
+        }
+        let without_evidence = DispatchRecord {
+            merge: None,
+            ..report
+        };
+        let value = serde_json::to_value(&without_evidence).expect("report");
+        assert!(!schemas.department_record_errors(&value).is_empty());
     }
 }

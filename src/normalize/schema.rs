@@ -5,10 +5,13 @@ use serde_json::Value;
 
 pub const PETITION_SCHEMA: &str = include_str!("../../schemas/petition.v1.schema.json");
 pub const STATUS_EVENT_SCHEMA: &str = include_str!("../../schemas/status-event.v1.schema.json");
+pub const DEPARTMENT_RECORD_SCHEMA: &str =
+    include_str!("../../schemas/department-record.v1.schema.json");
 
 pub struct Schemas {
     petition: Validator,
     status_event: Validator,
+    department_record: Validator,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,7 @@ impl Schemas {
         Ok(Self {
             petition: compile("petition.v1", PETITION_SCHEMA)?,
             status_event: compile("status-event.v1", STATUS_EVENT_SCHEMA)?,
+            department_record: compile("department-record.v1", DEPARTMENT_RECORD_SCHEMA)?,
         })
     }
 
@@ -48,6 +52,11 @@ impl Schemas {
 
     pub fn status_event_errors(&self, instance: &Value) -> Vec<(String, String)> {
         errors(&self.status_event, instance)
+    }
+
+    /// What departments read (the contract the dispatcher's records keep; tested).
+    pub fn department_record_errors(&self, instance: &Value) -> Vec<(String, String)> {
+        errors(&self.department_record, instance)
     }
 }
 
