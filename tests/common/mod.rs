@@ -469,6 +469,20 @@ pub struct CaseLog {
 }
 
 impl CaseLog {
+    /// Reports that joined a case (not the first report of theirs).
+    pub fn merged_reports(&self) -> usize {
+        self.reports
+            .values()
+            .filter(|r| r["merge"].is_object())
+            .count()
+    }
+
+    /// The records the department and triage topics get: one per case, one per report
+    /// that joined a case.
+    pub fn department_records(&self) -> usize {
+        self.cases.len() + self.merged_reports()
+    }
+
     /// Petition id → case id.
     pub fn case_of(&self) -> HashMap<String, String> {
         self.reports
@@ -606,9 +620,35 @@ pub async fn read_case_log_within(
 
 /// Every case on exactly one department or triage topic, once, on the topic its
 /// routing names; nothing else there.
+/// Every case reached its department (or triage) once as a `case` record, and every
+/// report that joined a case reached the case's topic once as a `report` record, with
+/// the merge evidence (`schemas/department-record.v1.schema.json`).
 pub fn assert_each_case_dispatched_once(prefix: &str, out: &[Record], log: &CaseLog) {
     let mut seen = std::collections::HashSet::new();
-    for r in out {
+    let mut joined = std::collections::HashSet::new();
+    for r in out.iter().filter(|r| r.value["type"] == "report") {
+        let case = r.value["case_id"].as_str().unwrap();
+        let petition = r.value["petition"]["id"].as_str().unwrap().to_string();
+        let report = log
+            .reports
+            .get(&petition)
+            .unwrap_or_else(|| panic!("report record of {petition}, which is in no case"));
+        assert_eq!(report["case_id"], case, "report record on another case");
+        assert_eq!(r.value["merge"], report["merge"], "merge evidence differs");
+        assert_eq!(r.headers["ce_type"], "gov.petition.report-joined.v1");
+        assert_eq!(r.key.as_deref(), Some(case));
+        assert!(
+            joined.insert(petition.clone()),
+            "report {petition} sent twice"
+        );
+    }
+    assert_eq!(
+        joined.len(),
+        log.merged_reports(),
+        "some reports that joined a case never reached its department"
+    );
+    for r in out.iter().filter(|r| r.value["type"] != "report") {
+        assert_eq!(r.value["type"], "case", "{}", r.value);
         let case = r.value["case_id"].as_str().unwrap().to_string();
         assert!(seen.insert(case.clone()), "case {case} dispatched twice");
         let opened = log
@@ -670,4 +710,41 @@ pub async fn publish_status(
         )
         .await
         .unwrap();
+}
+
+/// Pairwise precision and recall of cases against labeled incidents, over reports given
+/// as (case id, incident id): of the pairs of reports put in one case, the share that
+/// are one incident; of the pairs that are one incident, the share put in one case.
+pub fn pairwise_quality(reports: impl IntoIterator<Item = (String, String)>) -> (f64, f64) {
+    let mut by_case: HashMap<String, usize> = HashMap::new();
+    let mut by_incident: HashMap<String, usize> = HashMap::new();
+    let mut by_both: HashMap<(String, String), usize> = HashMap::new();
+    for (case, incident) in reports {
+        *by_case.entry(case.clone()).or_default() += 1;
+        *by_incident.entry(incident.clone()).or_default() += 1;
+        *by_both.entry((case, incident)).or_default() += 1;
+    }
+    let pairs = |counts: Vec<usize>| -> f64 {
+        counts
+            .into_iter()
+            .map(|n| (n * n.saturating_sub(1) / 2) as f64)
+            .sum()
+    };
+    let predicted = pairs(by_case.into_values().collect());
+    let actual = pairs(by_incident.into_values().collect());
+    let right = pairs(by_both.into_values().collect());
+    (right / predicted, right / actual)
+}
+
+/// Seq → incident id, from the labeled sample.
+pub fn incidents() -> HashMap<u64, String> {
+    sample()
+        .iter()
+        .map(|r| {
+            (
+                r["seq"].as_u64().unwrap(),
+                r["label"]["incident"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
