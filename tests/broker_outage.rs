@@ -24,6 +24,7 @@ impl Drop for RestartOnDrop {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_broker_is_down_the_hotline_is_told_to_retry() {
+    capture_logs();
     let cfg = write_config("outage", true, None);
     let gw = start(&cfg.file).await;
     wait_ready(&gw, true).await;

@@ -326,7 +326,7 @@ impl Dispatcher {
         loop {
             let batch = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                b = self.next_batch(consumer, &mut epoch, &mut states) => b,
+                b = self.next_batch(consumer, &mut epoch, &mut states) => b?,
             };
             // Restore every assigned partition now, not when its first record comes, so
             // the first petition after a rebalance does not wait for it.
@@ -409,20 +409,23 @@ impl Dispatcher {
     }
 
     /// Waits (up to a second) for the next record, then takes whatever else is already
-    /// there (up to `max_batch`). A rebalance seen on the way discards the batch and all state.
+    /// there (up to `max_batch`). A rebalance seen on the way discards the batch and all
+    /// state. A fatal consumer error ends the session: the consumer will never deliver
+    /// again (after a broker restart, the group may fence this static member by its own
+    /// `group.instance.id`), and only a new one helps.
     async fn next_batch(
         &self,
         consumer: &InboundConsumer,
         epoch: &mut u64,
         states: &mut HashMap<i32, CaseState>,
-    ) -> Vec<OwnedMessage> {
+    ) -> Result<Vec<OwnedMessage>, DispatchError> {
         let mut batch = Vec::new();
         loop {
             let received = if batch.is_empty() {
                 // Bounded, so a new assignment is restored soon even with no records.
                 match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
                     Ok(m) => Some(m),
-                    Err(_) => return batch,
+                    Err(_) => return Ok(batch),
                 }
             } else {
                 tokio::time::timeout(Duration::from_millis(2), consumer.recv())
@@ -441,17 +444,20 @@ impl Dispatcher {
                 Some(Ok(m)) => {
                     batch.push(m.detach());
                     if batch.len() >= self.settings.max_batch {
-                        return batch;
+                        return Ok(batch);
                     }
+                }
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
+                    return Err(DispatchError::Client(e));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "dispatcher consumer error");
                     if !batch.is_empty() {
-                        return batch;
+                        return Ok(batch);
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                None => return batch,
+                None => return Ok(batch),
             }
         }
     }

@@ -215,6 +215,13 @@ impl CallbackSender {
             };
             let message = match message {
                 Ok(m) => m,
+                // This consumer will never deliver again: start over with a new one.
+                Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
+                    return Err(SenderError::Kafka {
+                        channel: self.channel.clone(),
+                        source: e,
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(channel = %self.channel, error = %e, "outbox consumer error");
                     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -748,3 +748,14 @@ pub fn incidents() -> HashMap<u64, String> {
         })
         .collect()
 }
+
+/// The gateway's log, captured by the test harness: shown when the test fails.
+pub fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
