@@ -414,6 +414,7 @@ fn main() {
             region: &p.location.region.code,
             department: &routing.department,
             at_unix: at,
+            at_known: true,
             text: &p.text,
             address: p.location.address.as_deref(),
             problem: &problem,

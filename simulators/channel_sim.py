@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import re
 import signal
 import sys
@@ -327,13 +328,20 @@ class Simulator:
         return json_response(200, {"results": [r for batch in batches for r in batch]})
 
     def reserve_rows(self, body):
-        """Picks the sample rows to push and moves the push position past them."""
+        """Picks the sample rows to push and moves the push position past them; with
+        `shuffle` (a seed), sends them in a random order, as a backlog pushed at once."""
         count = int_field(body, "count", 1, 0)
+        seed = body.get("shuffle")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise BadRequest("shuffle must be an integer seed")
         with self.lock:
             start = int_field(body, "start", self.push_pos, 0)
             end = min(start + count, len(self.rows))
             self.push_pos = max(start, end)
-        return [(self.rows[i]["payload"], self.rows[i]["seq"]) for i in range(start, end)]
+        rows = [(self.rows[i]["payload"], self.rows[i]["seq"]) for i in range(start, end)]
+        if seed is not None:
+            random.Random(seed).shuffle(rows)
+        return rows
 
     def ctl_feedback(self, body):
         corrupt = body.pop("corrupt", "none")

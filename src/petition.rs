@@ -19,6 +19,9 @@ pub struct Petition {
     pub source_id: String,
     pub received_at: String,
     pub reported_at: String,
+    /// The channel gave no reported time: `reported_at` is the receipt time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reported_at_unknown: bool,
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,

@@ -176,7 +176,12 @@ pub fn replay_in_order(
             &mut prepared.petition,
             chrono::DateTime::from_timestamp(clock, 0),
         ) {
-            p.received_at = t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let received = t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            // A channel that gives no reported time gets the receipt time, as live.
+            if p.reported_at_unknown {
+                p.reported_at.clone_from(&received);
+            }
+            p.received_at = received;
         }
         decide(prepared, &mut output)?;
     }

@@ -43,6 +43,16 @@ fn every_shipped_connector_accepts_its_example() {
         assert!(ok, "{connector}: {err}");
         assert_eq!(v["petition"]["channel"], connector);
         assert!(v["routing"]["department"].is_string());
+        // Open311 requests say nothing of when: the receipt time stands in, flagged.
+        let undated = connector == "open311";
+        assert_eq!(
+            v["petition"]["reported_at_unknown"]
+                .as_bool()
+                .unwrap_or(false),
+            undated,
+            "{connector}: {}",
+            v["petition"]
+        );
     }
 }
 

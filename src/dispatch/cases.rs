@@ -61,6 +61,9 @@ pub struct ReportEntry {
     pub escalated: bool,
     /// The report as the near-duplicate stage saw it, replayed into the case on restore.
     pub at_unix: i64,
+    /// The channel did not say when it was reported: `at_unix` is its receipt time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_unknown: bool,
     /// Processing time: unix seconds it reached the gateway (`received_at`), which moves
     /// the near-duplicate stage's clock; records written before it was kept: `at_unix`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -316,6 +319,9 @@ impl CaseState {
         // A petition cannot have been reported after it reached us: a channel's clock
         // running ahead must not move the deduper's watermark into the future.
         let received_unix = parse(&petition.received_at).ok();
+        // A channel that does not say when (Open311) leaves the receipt time in
+        // `reported_at`: it tells nothing of when the incident was reported.
+        let at_known = !petition.reported_at_unknown;
         let at_unix = match (parse(&petition.reported_at).ok(), received_unix) {
             (Some(reported), Some(received)) => reported.min(received),
             (Some(t), None) | (None, Some(t)) => t,
@@ -328,6 +334,7 @@ impl CaseState {
             region,
             department: &routing.department,
             at_unix,
+            at_known,
             text: &petition.text,
             address,
             problem: &problem,
@@ -345,6 +352,7 @@ impl CaseState {
             department: routing.department.clone(),
             escalated: false,
             at_unix,
+            at_unknown: !at_known,
             received_unix,
             text: petition.text.clone(),
             address: address.map(str::to_string),
@@ -392,6 +400,7 @@ impl CaseState {
                         address: address.map(str::to_string),
                         problem,
                         received_unix,
+                        opened_at_unknown: !at_known,
                     },
                     routing,
                 };
@@ -423,6 +432,7 @@ impl CaseState {
                     region: &r.region,
                     department: &r.department,
                     at_unix: r.at_unix,
+                    at_known: !r.at_unknown,
                     text: &r.text,
                     address: r.address.as_deref(),
                     problem: &r.problem,
@@ -524,6 +534,8 @@ struct RestoredReport {
     department: String,
     at_unix: i64,
     #[serde(default)]
+    at_unknown: bool,
+    #[serde(default)]
     received_unix: Option<i64>,
     text: String,
     #[serde(default)]
@@ -610,6 +622,7 @@ impl Rebuild {
                     region: &r.region,
                     department: &r.department,
                     at_unix: r.at_unix,
+                    at_known: !r.at_unknown,
                     text: &r.text,
                     address: r.address.as_deref(),
                     problem: &r.problem,

@@ -536,6 +536,7 @@ mod tests {
             source_id: "s".into(),
             received_at: "2026-11-24T09:00:00+08:00".into(),
             reported_at: "2026-11-24T09:00:00+08:00".into(),
+            reported_at_unknown: false,
             kind: "complaint".into(),
             title: None,
             text: text.into(),

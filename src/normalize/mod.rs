@@ -28,9 +28,10 @@ pub fn normalize(
     fields.insert("channel".into(), Value::String(channel.into()));
     fields.insert("received_at".into(), Value::String(received_at.into()));
     fields.insert("trace_id".into(), Value::String(trace_id.into()));
-    fields
-        .entry("reported_at")
-        .or_insert_with(|| Value::String(received_at.into()));
+    if !fields.contains_key("reported_at") {
+        fields.insert("reported_at".into(), Value::String(received_at.into()));
+        fields.insert("reported_at_unknown".into(), Value::Bool(true));
+    }
     fields
         .entry("attachments")
         .or_insert_with(|| Value::Array(Vec::new()));

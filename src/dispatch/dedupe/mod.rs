@@ -97,6 +97,9 @@ pub struct Report<'a> {
     pub department: &'a str,
     /// Unix seconds the citizen reported it.
     pub at_unix: i64,
+    /// Whether the channel said when (Open311 does not: `at_unix` is then the receipt
+    /// time, which says nothing of the incident's time).
+    pub at_known: bool,
     pub text: &'a str,
     /// The petition's address as the citizen or channel wrote it: place details (the
     /// village of 埠柳镇不夜村海达水产公司) the text may leave out.
@@ -137,6 +140,9 @@ pub struct CaseSeed {
     /// persisted before it was kept: `opened_at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_unix: Option<i64>,
+    /// The first report did not say when it was reported (`opened_at` is its receipt).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opened_at_unknown: bool,
 }
 
 impl CaseSeed {
@@ -156,7 +162,8 @@ struct OpenCase {
     /// Unix seconds of the earliest and the latest reported time among the case's
     /// reports: they stay within the window of each other, so a case that keeps being
     /// reported does not stay open for merging for ever, and a report dated before the
-    /// case's first one still joins it.
+    /// case's first one still joins it. No report that said when: `i64::MAX` and
+    /// `i64::MIN`, so that any report's time fits.
     earliest: i64,
     latest: i64,
     /// Processing time it opened at: it leaves the index once the clock is the window
@@ -424,9 +431,22 @@ impl Deduper {
     ) -> Option<Fit<'c>> {
         let s = self.settings;
         // Event time: the case's reports with this one must lie within one window,
-        // whichever of them arrived first.
-        let span = c.latest.max(r.at_unix) - c.earliest.min(r.at_unix);
-        if span > s.window_secs || *c.region != *r.region {
+        // whichever of them arrived first. When the report, or every report of the case,
+        // does not say when it was reported, arrival is all there is: the report must
+        // arrive within the window of the case's first report.
+        let case_dated = c.earliest <= c.latest;
+        if r.at_known && case_dated {
+            let span = c.latest.max(r.at_unix) - c.earliest.min(r.at_unix);
+            if span > s.window_secs {
+                return None;
+            }
+        } else {
+            let arrived = self.clock.unwrap_or(c.opened_processing);
+            if arrived.saturating_sub(c.opened_processing) > s.window_secs {
+                return None;
+            }
+        }
+        if *c.region != *r.region {
             return None;
         }
         // A report the router could not place may join any case, and any report may
@@ -480,8 +500,16 @@ impl Deduper {
             region: seed.region.as_str().into(),
             department: seed.department.as_str().into(),
             problem: seed.problem.iter().map(|p| p.as_str().into()).collect(),
-            earliest: seed.opened_at,
-            latest: seed.opened_at,
+            earliest: if seed.opened_at_unknown {
+                i64::MAX
+            } else {
+                seed.opened_at
+            },
+            latest: if seed.opened_at_unknown {
+                i64::MIN
+            } else {
+                seed.opened_at
+            },
             opened_processing: seed.processing_time(),
             features: CaseFeatures::of(&read(seed.address.as_deref(), &seed.text)),
         };
@@ -585,8 +613,10 @@ impl Deduper {
             return;
         };
         case.features.learn(&report.features());
-        case.latest = case.latest.max(report.at_unix);
-        case.earliest = case.earliest.min(report.at_unix);
+        if report.at_known {
+            case.latest = case.latest.max(report.at_unix);
+            case.earliest = case.earliest.min(report.at_unix);
+        }
         self.index(slot, case);
     }
 
@@ -608,6 +638,7 @@ impl Deduper {
                 address: r.address.map(str::to_string),
                 problem: r.problem.to_vec(),
                 received_unix: None,
+                opened_at_unknown: !r.at_known,
             }),
         }
         decision
@@ -643,6 +674,7 @@ mod tests {
                     region: "371082003",
                     department: "heating",
                     at_unix: 0,
+                    at_known: true,
                     text: "宁津街道东墩村4号楼暖气不热，一个星期一直这样",
                     address: None,
                     problem: &heat
@@ -657,6 +689,7 @@ mod tests {
                     region: "371082003",
                     department: "heating",
                     at_unix: DAY,
+                    at_known: true,
                     text: "荣成市宁津街道东墩村四号楼3单元暖气不热，三天一直这样",
                     address: None,
                     problem: &heat,
@@ -677,6 +710,7 @@ mod tests {
                 region: "371082002",
                 department: "housing",
                 at_unix: 0,
+                at_known: true,
                 text: "蜊江社区2号楼5单元电梯停用两个月",
                 address: None,
                 problem: &w,
@@ -689,6 +723,7 @@ mod tests {
                     region: "371082002",
                     department: "housing",
                     at_unix: DAY,
+                    at_known: true,
                     text: "城西街道蜊江社区一号楼6单元电梯停用两个月",
                     address: None,
                     problem: &w
@@ -704,6 +739,7 @@ mod tests {
                     region: "371082005",
                     department: "housing",
                     at_unix: DAY,
+                    at_known: true,
                     text: "蜊江社区2号楼5单元电梯停用两个月",
                     address: None,
                     problem: &w
@@ -722,6 +758,7 @@ mod tests {
                 region: "371082",
                 department: "triage",
                 at_unix: 0,
+                at_known: true,
                 text: "你们办事效率太低了，我反映的问题一直没人管。",
                 address: None,
                 problem: &[],
@@ -734,6 +771,7 @@ mod tests {
                     region: "371082",
                     department: "triage",
                     at_unix: DAY,
+                    at_known: true,
                     text: "你们办事效率太低了，我反映的问题一直没人管。",
                     address: None,
                     problem: &[]
@@ -753,6 +791,7 @@ mod tests {
                 region: "371082003",
                 department: "heating",
                 at_unix: 0,
+                at_known: true,
                 text: "东墩村4号楼暖气不热",
                 address: None,
                 problem: &w,
@@ -765,6 +804,7 @@ mod tests {
                     region: "371082003",
                     department: "heating",
                     at_unix: 8 * DAY,
+                    at_known: true,
                     text: "东墩村4号楼暖气不热",
                     address: None,
                     problem: &w
@@ -785,6 +825,7 @@ mod tests {
             region,
             department,
             at_unix: at,
+            at_known: true,
             text,
             address: None,
             problem,
@@ -964,6 +1005,7 @@ mod tests {
                     address: None,
                     problem: w.clone(),
                     received_unix: None,
+                    opened_at_unknown: false,
                 }),
             }
         }
@@ -1159,6 +1201,7 @@ mod tests {
                 address: None,
                 problem: r.problem.to_vec(),
                 received_unix: Some(received),
+                opened_at_unknown: !r.at_known,
             }),
         }
         decision.map(|m| m.case_id)
@@ -1293,5 +1336,39 @@ mod tests {
         for order in [[4, 3, 2, 1, 0], [2, 4, 0, 3, 1], [3, 0, 4, 1, 2]] {
             assert_eq!(cases(&order), reported, "arrival order {order:?}");
         }
+    }
+
+    #[test]
+    fn a_report_that_does_not_say_when_is_judged_by_its_arrival() {
+        let heat = words(&["暖气"]);
+        let mut d = Deduper::default();
+        // Reported on day 1; a backlog of undated reports (Open311) arrives on day 20.
+        arrive(
+            &mut d,
+            "c1",
+            &report("371082003", "heating", DAY, HEAT, &heat),
+            20 * DAY,
+        );
+        let mut undated = report("371082003", "heating", 20 * DAY, HEAT_AGAIN, &heat);
+        undated.at_known = false;
+        assert_eq!(
+            arrive(&mut d, "r2", &undated, 20 * DAY + 60).as_deref(),
+            Some("c1")
+        );
+        // It does not stretch the case's reported span: a report of day 3 still fits.
+        let dated = report("371082003", "heating", 3 * DAY, HEAT_AGAIN, &heat);
+        assert!(d.decide(&dated).is_some());
+        // Arriving past the window after the case's first report, it is another case.
+        d.observe(23 * DAY + 60);
+        assert_eq!(d.decide(&undated), None);
+
+        // A case an undated report opened takes a dated report that arrives in time.
+        let mut d = Deduper::default();
+        arrive(&mut d, "c1", &undated, 20 * DAY);
+        let dated = report("371082003", "heating", 2 * DAY, HEAT_AGAIN, &heat);
+        assert_eq!(
+            arrive(&mut d, "r2", &dated, 20 * DAY + 60).as_deref(),
+            Some("c1")
+        );
     }
 }
