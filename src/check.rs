@@ -11,7 +11,7 @@ pub fn check(file: &Path) -> Result<String, ConfigErrors> {
     let loaded = load(file);
     match (loaded, schemas) {
         (Ok(l), Ok(_)) => Ok(format!(
-            "{}: ok — {} connector(s) [{}], {} department(s), {} street(s) in the gazetteer, schemas petition.v1 and status-event.v1 compile",
+            "{}: ok — {} connector(s) [{}], {} department(s), {} street(s) in the gazetteer, schemas petition.v1, status-event.v1 and department-record.v1 compile",
             file.display(),
             l.connectors.len(),
             l.connectors
