@@ -43,9 +43,9 @@ pub struct Settings {
 pub struct DedupeConfig {
     /// All reports of a case were reported within this long of each other (event time).
     pub window_hours: u32,
-    /// How far behind the newest report a report may arrive and still find its case:
-    /// cases leave the index once the partition's newest reported time is this long past
-    /// their window.
+    /// How much later than its incident's first report a report may reach the gateway
+    /// and still find its case: a case leaves the index window + this long of processing
+    /// time after its first report arrived.
     pub allowed_lateness_hours: u32,
 }
 

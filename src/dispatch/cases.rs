@@ -317,7 +317,7 @@ impl CaseState {
         let routing = router.route(petition);
         let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|t| t.timestamp());
         // A petition cannot have been reported after it reached us: a channel's clock
-        // running ahead must not move the deduper's watermark into the future.
+        // running ahead must not date it past the reports of its incident.
         let received_unix = parse(&petition.received_at).ok();
         // A channel that does not say when (Open311) leaves the receipt time in
         // `reported_at`: it tells nothing of when the incident was reported.

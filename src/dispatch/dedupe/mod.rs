@@ -32,10 +32,11 @@
 //! becomes a candidate). The exact check then runs on the candidates only. `cfg(test)`
 //! keeps the linear scan and a test that both decide alike.
 //!
-//! **Event time.** Decisions use reported times only. Cases leave the index by the
-//! partition's watermark (the newest reported time seen), once it is past their window
-//! and `allowed_lateness_secs`: a report arriving that much behind newer-dated ones (a
-//! portal polled after an outage, a batch, a bulk import) still finds its case.
+//! **Event time.** Decisions use reported times (a report that does not say when is
+//! judged by its arrival). Cases leave the index by processing time, the partition's
+//! latest receipt time: window + `allowed_lateness_secs` after their first report
+//! arrived. A report held back that long (a portal polled after an outage, a batch) still
+//! finds its case, and a backlog pushed at once finds the cases it opens itself.
 //!
 //! **Memory.** An open case keeps hashes, not strings: sorted `u32` slices for its
 //! bigrams (≈ 30–60 per petition) and place details, its community names, id, region and
@@ -1222,7 +1223,7 @@ mod tests {
             &report("371082003", "heating", 0, HEAT, &heat),
             0,
         );
-        // Four days of other reports: the newest reported time is past c1's window.
+        // Four days of other reports: a newest-reported-time clock would drop c1 here.
         arrive(
             &mut d,
             "c2",
