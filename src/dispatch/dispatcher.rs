@@ -595,10 +595,7 @@ impl Dispatcher {
                         deadline: None,
                         merge: report.merge.as_ref(),
                     };
-                    let topic = match department {
-                        Some(d) => self.topics.name(&d.topic),
-                        None => self.topics.name(&self.topics.triage),
-                    };
+                    let topic = self.department_topic(department);
                     self.send_event(
                         producer,
                         &topic,
@@ -841,10 +838,7 @@ impl Dispatcher {
         }
         let record = assignment_record(&lifecycle, petition, now);
         if let Some(to) = &fx.dispatch_to {
-            let topic = match departments.department(to) {
-                Some(d) => self.topics.name(&d.topic),
-                None => self.topics.name(&self.topics.triage),
-            };
+            let topic = self.department_topic(departments.department(to));
             self.send(producer, &topic, None, &lifecycle.case_id, &record, None)?;
         }
         if fx.escalate {
@@ -875,6 +869,15 @@ impl Dispatcher {
         )?;
         state.apply_entry(&entry);
         Ok(())
+    }
+
+    /// A department's topic, or triage's for a case nobody holds (or a department the
+    /// list in force no longer has).
+    fn department_topic(&self, department: Option<&super::responsibility::Department>) -> String {
+        match department {
+            Some(d) => self.topics.name(&d.topic),
+            None => self.topics.name(&self.topics.triage),
+        }
     }
 
     /// Queues a record in the open transaction (committing waits for all of them).
