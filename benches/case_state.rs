@@ -151,7 +151,7 @@ impl Generator {
     fn next(&mut self, n: usize, total: usize) -> (serde_json::Value, Petition) {
         let street = &self.streets[self.rng.random_range(0..self.streets.len())];
         let (code, name) = (&street.code, &street.name);
-        let place = &street.places[self.rng.random_range(0..street.places.len())];
+        let mut place = &street.places[self.rng.random_range(0..street.places.len())];
         let problem = PROBLEMS[self.rng.random_range(0..PROBLEMS.len())];
         let text = if self.rng.random_bool(0.7) {
             format!(
@@ -160,8 +160,14 @@ impl Generator {
                 self.rng.random_range(1..9)
             )
         } else {
-            let a = &street.roads[self.rng.random_range(0..street.roads.len())];
-            let b = &street.roads[self.rng.random_range(0..street.roads.len())];
+            let (ia, ib) = (
+                self.rng.random_range(0..street.roads.len()),
+                self.rng.random_range(0..street.roads.len()),
+            );
+            // A crossing lies by one community, the landmark its reporters name (the
+            // deduper places a report by the crossing, whatever community it names).
+            place = &street.places[(ia * 7 + ib * 13) % street.places.len()];
+            let (a, b) = (&street.roads[ia], &street.roads[ib]);
             format!("{place}附近{a}与{b}交叉口{problem}")
         };
         // Past `total` (a city filled until it holds enough open cases) time stands still

@@ -42,6 +42,11 @@ fn every_arrival_order_gives_the_cases_of_reported_order() {
     let sample = std::fs::read_to_string(petition_gateway::sample::sample_path()).unwrap();
     let (p0, r0) = replayed(&sample, ReplayOrder::Reported);
     eprintln!("reported order: P {p0:.4} R {r0:.4}");
+    // The command center's bar (measured 2026-12-01: P 0.9963, R 0.9322).
+    assert!(
+        p0 >= 0.98 && r0 >= 0.93,
+        "reported order: P {p0:.4} R {r0:.4}"
+    );
     for order in [
         ReplayOrder::File,
         ReplayOrder::Reverse,
@@ -51,12 +56,12 @@ fn every_arrival_order_gives_the_cases_of_reported_order() {
     ] {
         let (p, r) = replayed(&sample, order);
         eprintln!("{order:?}: P {p:.4} R {r:.4}");
-        // Measured 2026-12-01: at most 0.0134 below in precision, 0.0138 in recall.
+        // Measured 2026-12-01: at most 0.0067 below in precision, 0.0063 in recall.
         assert!(
-            p >= p0 - 0.015,
+            p >= p0 - 0.01,
             "{order:?}: precision {p:.4} against {p0:.4}"
         );
-        assert!(r >= r0 - 0.02, "{order:?}: recall {r:.4} against {r0:.4}");
+        assert!(r >= r0 - 0.01, "{order:?}: recall {r:.4} against {r0:.4}");
     }
 }
 

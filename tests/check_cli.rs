@@ -160,6 +160,11 @@ fn a_broken_responsibility_list_is_named_with_the_department() {
         let r = d.join("config/responsibility.toml");
         replace(&r, "regions = [\"371082001\"]", "regions = [\"371082999\"]");
         replace(&r, "topic = \"dept.water\"", "topic = \"dept water!\"");
+        replace(
+            &r,
+            "synonyms = [[\"废气\", \"异味\", \"臭味\"]]",
+            "synonyms = [[\"废气\", \"臭气\"], [\"油烟\"]]",
+        );
     });
     let (ok, text) = check(&file, &[]);
     assert!(!ok);
@@ -169,6 +174,16 @@ fn a_broken_responsibility_list_is_named_with_the_department() {
         "{text}"
     );
     assert!(text.contains("(water).topic"), "{text}");
+    assert!(
+        text.contains(
+            "(environment).synonyms[0]: \"臭气\" is not one of the department's keywords"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("(environment).synonyms[1]: a group of synonyms needs at least two"),
+        "{text}"
+    );
 }
 
 #[test]

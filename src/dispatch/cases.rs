@@ -327,7 +327,7 @@ impl CaseState {
             (Some(t), None) | (None, Some(t)) => t,
             (None, None) => 0,
         };
-        let problem = router.problem_words(&routing).to_vec();
+        let problem = router.problem_words(&routing);
         let region = petition.location.region.code.as_str();
         let address = petition.location.address.as_deref();
         let merge = self.deduper.decide(&Report {

@@ -26,6 +26,11 @@ pub struct Department {
     pub channel_labels: Vec<String>,
     #[serde(default)]
     pub keywords: Vec<String>,
+    /// Keywords that name one problem though they share no character (废气 / 臭味):
+    /// reports of one place that use either are about the same problem. Keywords that
+    /// share a character (摊贩 / 流动摊点) need no entry (see the deduper).
+    #[serde(default)]
+    pub synonyms: Vec<Vec<String>>,
     /// Street offices: the region codes they cover. Empty: the whole county.
     #[serde(default)]
     pub regions: Vec<String>,
@@ -130,6 +135,20 @@ impl ResponsibilityList {
                     ));
                 }
             }
+            for (g, group) in d.synonyms.iter().enumerate() {
+                if group.len() < 2 {
+                    problems.push(format!(
+                        "{key}.synonyms[{g}]: a group of synonyms needs at least two keywords"
+                    ));
+                }
+                for w in group {
+                    if !d.keywords.contains(w) {
+                        problems.push(format!(
+                            "{key}.synonyms[{g}]: {w:?} is not one of the department's keywords"
+                        ));
+                    }
+                }
+            }
             for r in &d.regions {
                 if !gazetteer.has_region(r) {
                     problems.push(format!("{key}.regions: {r:?} is not in the gazetteer"));
@@ -151,5 +170,16 @@ impl ResponsibilityList {
 
     pub fn department(&self, code: &str) -> Option<&Department> {
         self.departments.iter().find(|d| d.code == code)
+    }
+}
+
+impl Department {
+    /// The keyword that stands for `keyword`'s group of synonyms, if it is in one.
+    pub fn synonym_of(&self, keyword: &str) -> Option<&str> {
+        self.synonyms
+            .iter()
+            .find(|group| group.iter().any(|w| w == keyword))
+            .and_then(|group| group.first())
+            .map(String::as_str)
     }
 }

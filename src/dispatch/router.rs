@@ -123,16 +123,29 @@ impl Router {
     /// The evidence that tells one problem from another within the decided department:
     /// only meaningful where that department owns several categories (路灯 vs 占道经营);
     /// elsewhere different words are synonyms (供暖 / 暖气) and nothing is returned.
-    pub fn problem_words<'a>(&self, decision: &'a RoutingDecision) -> &'a [String] {
-        let several = self
+    pub fn problem_words(&self, decision: &RoutingDecision) -> Vec<String> {
+        let Some(department) = self
             .list
             .department(&decision.department)
-            .is_some_and(|d| d.categories.len() > 1);
-        if several {
-            &decision.matched
-        } else {
-            &[]
+            .filter(|d| d.categories.len() > 1)
+        else {
+            return Vec::new();
+        };
+        let mut words = decision.matched.clone();
+        // Synonyms (臭味 for 废气) are written as the group's first keyword too, so that
+        // the deduper finds them shared.
+        for m in &decision.matched {
+            if let Some(same) = m
+                .strip_prefix("keyword:")
+                .and_then(|keyword| department.synonym_of(keyword))
+            {
+                let word = format!("keyword:{same}");
+                if !words.contains(&word) {
+                    words.push(word);
+                }
+            }
         }
+        words
     }
 
     pub fn route(&self, p: &Petition) -> RoutingDecision {
@@ -706,6 +719,23 @@ mod tests {
         // A burst main in the street is the water company's.
         let d = router().route(&petition("小区门口的自来水管爆了，一直在漏水", "371082006"));
         assert_eq!(d.department, "water", "{d:?}");
+    }
+
+    #[test]
+    fn synonyms_count_as_their_groups_first_keyword_for_the_deduper() {
+        let r = router();
+        let d = r.route(&petition(
+            "远洋食品厂一到晚上就排放臭气，头疼恶心",
+            "371082005",
+        ));
+        assert_eq!(d.department, "environment", "{d:?}");
+        let words = r.problem_words(&d);
+        assert!(words.contains(&"keyword:臭味".to_string()), "{words:?}");
+        // 臭味 and 废气 share no character; the list says they name one problem.
+        assert!(words.contains(&"keyword:废气".to_string()), "{words:?}");
+        // 污水 is in no group: nothing is added.
+        let d = r.route(&petition("远洋食品厂的污水直接排进河里", "371082005"));
+        assert_eq!(r.problem_words(&d), d.matched, "{d:?}");
     }
 
     #[test]

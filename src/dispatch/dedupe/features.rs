@@ -299,6 +299,9 @@ pub struct CaseFeatures {
     pub sides: u8,
     /// Hashes of business names.
     pub entities: Box<[u32]>,
+    /// The entities that are companies (see [`is_company`]): one company of a name per
+    /// town, whichever village a report places it in.
+    pub companies: Box<[u32]>,
     /// Community names as written (compared by suffix, see [`Features::communities`]).
     pub communities: Box<[Box<str>]>,
     pub bigrams: Box<[u32]>,
@@ -312,6 +315,13 @@ impl CaseFeatures {
             roads: hashed(&f.roads),
             sides: side_bits(&f.sides),
             entities: hashed(&f.entities),
+            companies: hashed(
+                &f.entities
+                    .iter()
+                    .filter(|e| is_company(e))
+                    .cloned()
+                    .collect(),
+            ),
             communities: f.communities.iter().map(|c| c.as_str().into()).collect(),
             bigrams: f.bigrams.clone().into_boxed_slice(),
         }
@@ -335,6 +345,7 @@ impl CaseFeatures {
         }
         if self.entities.is_empty() {
             self.entities = other.entities;
+            self.companies = other.companies;
         }
         if self.communities.is_empty() {
             self.communities = other.communities;
@@ -347,6 +358,7 @@ impl CaseFeatures {
             + self.units.len()
             + self.roads.len()
             + self.entities.len()
+            + self.companies.len()
             + self.bigrams.len())
             + self
                 .communities
@@ -354,6 +366,14 @@ impl CaseFeatures {
                 .map(|c| c.len() + std::mem::size_of::<Box<str>>())
                 .sum::<usize>()
     }
+}
+
+/// A company's name: a trade name before the industry and the form (宏远机械厂,
+/// 海达水产公司, 鸿运建设项目部). A company's name is registered once per county, so two
+/// reports naming it in one street name one company, whichever village they place it in;
+/// a shop's name (老张烧烤, 好又多超市) is not, and a bare industry (物业公司) names none.
+pub fn is_company(entity: &str) -> bool {
+    ["厂", "公司", "项目部"].iter().any(|s| entity.ends_with(s)) && entity.chars().count() >= 5
 }
 
 /// Two non-empty sets that share nothing: the reports name different things.
@@ -381,6 +401,14 @@ pub fn conflict_with(r: &CaseFeatures, c: &CaseFeatures) -> Option<&'static str>
     }
     if conflict(&r.entities, &c.entities) {
         return Some("another business");
+    }
+    // Both name the same crossing, or the same company: that places them more exactly
+    // than the community or village they mention beside it (成山头社区附近 / 马家寨村附近
+    // the same crossing; a factory's neighbours and workers live in several villages).
+    let same_crossing = r.roads.len() >= 2 && r.roads == c.roads;
+    let same_company = r.companies.iter().any(|x| c.companies.contains(x));
+    if same_crossing || same_company {
+        return None;
     }
     let shared = r
         .communities
