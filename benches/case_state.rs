@@ -280,6 +280,7 @@ fn ctx(seq: i64) -> DecisionContext<'static> {
         list_version: "bench",
         instance: "bench",
         now: chrono::Utc::now(),
+        learned: None,
     }
 }
 

@@ -16,7 +16,18 @@ usage: scripts/quality.py SAMPLE.jsonl --orders [ORDER ...]
 Replays the sample in each order (`petition-gateway replay --order`; default: reported,
 file, reverse, shuffle:1, shuffle:2, shuffle-hours:48) and prints one line per order:
 dedupe precision and recall and their difference from the first order, routing and
-escalation. Uses target/debug/petition-gateway (build it first), or $PETITION_GATEWAY."""
+escalation. Uses target/debug/petition-gateway (build it first), or $PETITION_GATEWAY.
+
+usage: scripts/quality.py SAMPLE.jsonl --holdout DEPARTMENT [DEPARTMENT ...]
+The generalization test of the learned router: for each department, a copy of the
+configuration whose responsibility list has that department's keywords, channel labels
+and synonyms deleted; the sample replayed in reported order without and with `--center`
+(the center assigns what the decision got wrong, the model learns it). Prints, per
+department, the share of its petitions routed right in the stream's first and second
+halves, and the share of all petitions sent to a wrong department.
+
+The routing report of `main` also gives the stream's first and second halves apart (the
+replay output's order: what a learned router knew grows along it)."""
 import collections
 import json
 import os
@@ -92,9 +103,95 @@ def main(sample_path, replay_path, half=None):
             "escalation_recall": round(s["escalate_found"] / (s["escalate_labeled"] or 1), 4),
             "escalation_precision": round(s["escalated_right"] / (s["escalated"] or 1), 4),
         }
+    report["stream"] = stream_halves(all_labels, replay_path)
     report["dedupe"] = dedupe_quality(all_labels, replay_path, half)
     json.dump(report, sys.stdout, ensure_ascii=False, indent=1)
     print()
+
+
+def routing_shares(rows):
+    """Right, wrong and triage shares of (labeled department, decided department) pairs."""
+    n = len(rows) or 1
+    right = sum(want == got for want, got in rows)
+    triage = sum(want != got and got == "triage" for want, got in rows)
+    return {"petitions": len(rows), "right": round(right / n, 4),
+            "wrong": round((len(rows) - right - triage) / n, 4), "triage": round(triage / n, 4)}
+
+
+def stream_halves(labels, replay_path):
+    """Routing in the first and the second half of the replay's output, in its order."""
+    rows = []
+    for line in open(replay_path, encoding="utf-8"):
+        out = json.loads(line)
+        label = labels.get(out["seq"])
+        if label is not None and "error" not in out:
+            rows.append((label["department"], out["department"]))
+    half = len(rows) // 2
+    return {"first": routing_shares(rows[:half]), "second": routing_shares(rows[half:])}
+
+
+def holdout(sample_path, departments):
+    """Deletes each department's words from a copy of the list and replays with and without
+    the center (see the usage)."""
+    import re
+    binary, root = binary_and_root()
+    labels = {}
+    for line in open(sample_path, encoding="utf-8"):
+        row = json.loads(line)
+        labels[row["seq"]] = row["label"]
+    print("%-18s %6s | %-23s | %-23s | %s" % (
+        "department", "n", "list alone: 1st / 2nd", "with center: 1st / 2nd", "wrong, all (alone / center)"))
+    for department in departments:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "responsibility.toml")
+            text = open(os.path.join(root, "config/responsibility.toml"), encoding="utf-8").read()
+            blocks = text.split("[[department]]")
+            found = False
+            for i, block in enumerate(blocks):
+                if re.search(r'^code = "%s"$' % re.escape(department), block, re.M):
+                    found = True
+                    block = re.sub(r"^keywords = .*$", "keywords = []", block, flags=re.M)
+                    block = re.sub(r"^channel_labels = .*$", "channel_labels = []", block, flags=re.M)
+                    block = re.sub(r"^synonyms = .*\n", "", block, flags=re.M)
+                    blocks[i] = block
+            if not found:
+                sys.exit(f"quality.py: no department {department!r} in the list")
+            open(path, "w", encoding="utf-8").write("[[department]]".join(blocks))
+            results = []
+            for center in (False, True):
+                out = os.path.join(tmp, "replay.jsonl")
+                cmd = [binary, "replay", "--config", os.path.join(root, "config/gateway.toml"),
+                       sample_path, "--output", out, "--order", "reported"]
+                if center:
+                    cmd.append("--center")
+                env = dict(os.environ, GATEWAY__ROUTING__RESPONSIBILITY=path)
+                run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if run.returncode != 0:
+                    sys.exit(f"quality.py: replay failed: {run.stderr.strip()}")
+                rows = []
+                for line in open(out, encoding="utf-8"):
+                    r = json.loads(line)
+                    label = labels.get(r["seq"])
+                    if label is not None and "error" not in r:
+                        rows.append((label["department"], r["department"]))
+                half = len(rows) // 2
+                mine = [[row for row in part if row[0] == department]
+                        for part in (rows[:half], rows[half:])]
+                results.append((routing_shares(mine[0]), routing_shares(mine[1]),
+                                routing_shares(rows)))
+            (a1, a2, aall), (c1, c2, call) = results
+            print("%-18s %6d | %10.4f / %-10.4f | %10.4f / %-10.4f | %.4f / %.4f" % (
+                department, a1["petitions"] + a2["petitions"], a1["right"], a2["right"],
+                c1["right"], c2["right"], aall["wrong"], call["wrong"]))
+
+
+def binary_and_root():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    binary = os.environ.get("PETITION_GATEWAY", os.path.join(root, "target/debug/petition-gateway"))
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"quality.py: {binary} is missing: run `cargo build` first (or set PETITION_GATEWAY)")
+    return binary, root
 
 
 def dedupe_quality(labels, replay_path, half=None):
@@ -135,11 +232,7 @@ def dedupe_quality(labels, replay_path, half=None):
 
 def compare_orders(sample_path, orders):
     """Replays the sample in each order and prints how far each is from the first."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(here)
-    binary = os.environ.get("PETITION_GATEWAY", os.path.join(root, "target/debug/petition-gateway"))
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"quality.py: {binary} is missing: run `cargo build` first (or set PETITION_GATEWAY)")
+    binary, root = binary_and_root()
     config = os.path.join(root, "config/gateway.toml")
     first = None
     labels = {}
@@ -176,6 +269,9 @@ def compare_orders(sample_path, orders):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if len(args) >= 3 and args[1] == "--holdout":
+        holdout(args[0], args[2:])
+        sys.exit(0)
     if len(args) >= 2 and args[1] == "--orders":
         compare_orders(args[0], args[2:] or
                        ["reported", "file", "reverse", "shuffle:1", "shuffle:2", "shuffle-hours:48"])

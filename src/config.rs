@@ -197,6 +197,51 @@ pub struct RoutingSettings {
     /// and the running list stays.
     #[serde(default = "default_reload_interval_ms")]
     pub reload_interval_ms: u64,
+    #[serde(default)]
+    pub learning: LearningConfig,
+}
+
+/// `[routing.learning]`: the model learned from the center's assignments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningConfig {
+    /// Learn from the center's assignments, and let the model decide what the list
+    /// leaves to triage.
+    pub enabled: bool,
+    /// The model decides only at or above this probability; below, triage.
+    pub min_confidence: f64,
+    /// … and only for a department the center assigned at least this many cases.
+    pub min_examples: usize,
+    /// … and only when one of those cases is at least this alike (Jaccard over words and
+    /// bigrams).
+    pub min_overlap: f64,
+    /// Let the center's corrections override a decision the list took on keywords alone,
+    /// for petitions like those the center corrected away from that department.
+    pub override_corrected: bool,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        let s = crate::dispatch::learning::LearningSettings::default();
+        Self {
+            enabled: true,
+            min_confidence: s.min_confidence,
+            min_examples: s.min_examples,
+            min_overlap: s.min_overlap,
+            override_corrected: s.override_corrected,
+        }
+    }
+}
+
+impl LearningConfig {
+    pub fn settings(&self) -> crate::dispatch::learning::LearningSettings {
+        crate::dispatch::learning::LearningSettings {
+            min_confidence: self.min_confidence,
+            min_examples: self.min_examples,
+            min_overlap: self.min_overlap,
+            override_corrected: self.override_corrected,
+        }
+    }
 }
 
 fn default_reload_interval_ms() -> u64 {
@@ -529,6 +574,22 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
     }
     if settings.dedupe.window_hours == 0 {
         push("dedupe.window_hours", "must be at least 1".into());
+    }
+    let learning = &settings.routing.learning;
+    if !(learning.min_confidence > 0.0 && learning.min_confidence <= 1.0) {
+        push(
+            "routing.learning.min_confidence",
+            "must be above 0 and at most 1 (a probability)".into(),
+        );
+    }
+    if learning.min_examples == 0 {
+        push("routing.learning.min_examples", "must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&learning.min_overlap) {
+        push(
+            "routing.learning.min_overlap",
+            "must be between 0 and 1 (a Jaccard index)".into(),
+        );
     }
     if settings.dispatcher.group_id.trim().is_empty() {
         push("dispatcher.group_id", "must not be empty".into());

@@ -70,6 +70,11 @@ enum Command {
         /// under N hours after its arrival; seed 1 by default).
         #[arg(long, default_value = "file")]
         order: petition_gateway::replay::ReplayOrder,
+        /// Act as the command center: assign each new case the decision got wrong to its
+        /// line's label.department right after the decision, and let the learned model
+        /// learn from it.
+        #[arg(long)]
+        center: bool,
     },
 }
 
@@ -156,28 +161,30 @@ fn main() -> anyhow::Result<()> {
             input,
             output,
             order,
+            center,
         } => {
             let loaded = petition_gateway::config::load(&config)?;
             let reader = std::io::BufReader::new(
                 std::fs::File::open(&input)
                     .with_context(|| format!("opening {}", input.display()))?,
             );
+            let options = petition_gateway::replay::ReplayOptions { order, center };
             let stats = match output {
                 Some(path) => {
                     let file = std::fs::File::create(&path)
                         .with_context(|| format!("creating {}", path.display()))?;
-                    petition_gateway::replay::replay_in_order(
+                    petition_gateway::replay::replay_with(
                         loaded,
                         reader,
                         std::io::BufWriter::new(file),
-                        order,
+                        options,
                     )?
                 }
-                None => petition_gateway::replay::replay_in_order(
+                None => petition_gateway::replay::replay_with(
                     loaded,
                     reader,
                     std::io::stdout().lock(),
-                    order,
+                    options,
                 )?,
             };
             eprintln!(

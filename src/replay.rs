@@ -4,7 +4,8 @@
 
 use crate::config::Loaded;
 use crate::dispatch::cases::{CaseState, DecisionContext, Outcome};
-use crate::dispatch::router::Router;
+use crate::dispatch::learning::{petition_text, Example, ExampleSource, Learner};
+use crate::dispatch::router::{Router, TRIAGE};
 use crate::normalize::normalize;
 use crate::normalize::schema::Schemas;
 use crate::petition::Petition;
@@ -31,9 +32,10 @@ pub struct ReplayStats {
 /// The order `replay` decides the lines in. Live, petitions reach the dispatcher in the
 /// order channels deliver them, which is not the order citizens reported them: the
 /// orders other than `File` show whether cases depend on that.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReplayOrder {
     /// As the lines are in the file (the sample's: arrival at the channels).
+    #[default]
     File,
     /// By the time the citizen reported it (ties: file order).
     Reported,
@@ -85,6 +87,17 @@ impl std::str::FromStr for ReplayOrder {
     }
 }
 
+/// How `replay` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplayOptions {
+    pub order: ReplayOrder,
+    /// Act as the command center: a new case the list (or the model) sent to triage, or
+    /// to another department than its line's `label.department`, is assigned to that
+    /// department right after the decision, as a `reassigned` event would, and the
+    /// learned model learns it (see `crate::dispatch::learning`).
+    pub center: bool,
+}
+
 /// What everything but the decision needs: the connectors, schemas and router.
 struct Pipeline<'a> {
     connectors: HashMap<&'a str, &'a gateway_connectors::ConnectorDefinition>,
@@ -102,6 +115,8 @@ struct Prepared {
     /// Unix seconds it is delivered to the gateway in the order replayed (`arrived`, or
     /// later when shuffled).
     delivered: i64,
+    /// The line's `label.department`: the department the center would assign.
+    labeled_department: Option<String>,
     petition: Result<Petition, Value>,
 }
 
@@ -119,9 +134,28 @@ pub fn replay(
 pub fn replay_in_order(
     loaded: Loaded,
     input: impl BufRead,
-    mut output: impl Write,
+    output: impl Write,
     order: ReplayOrder,
 ) -> Result<ReplayStats, ReplayError> {
+    replay_with(
+        loaded,
+        input,
+        output,
+        ReplayOptions {
+            order,
+            center: false,
+        },
+    )
+}
+
+/// Replays with `options` (order, and whether to act as the center).
+pub fn replay_with(
+    loaded: Loaded,
+    input: impl BufRead,
+    mut output: impl Write,
+    options: ReplayOptions,
+) -> Result<ReplayStats, ReplayError> {
+    let order = options.order;
     let pipeline = Pipeline {
         connectors: loaded
             .connectors
@@ -135,12 +169,23 @@ pub fn replay_in_order(
     // One state for the whole file: the live dispatcher keeps one per inbound partition,
     // and partitions are keyed by region, which is also where cases are looked up.
     let mut state = CaseState::new(loaded.settings.dedupe.settings());
+    let mut learner = options
+        .center
+        .then(|| Learner::new(loaded.settings.routing.learning.settings()));
     let mut stats = ReplayStats::default();
     let mut decide = |p: Prepared, out: &mut dyn Write| -> Result<(), ReplayError> {
         stats.lines += 1;
-        let result = p
-            .petition
-            .map(|petition| pipeline.decide(&petition, p.seq, p.line_no, &mut state));
+        let labeled = p.labeled_department;
+        let result = p.petition.map(|petition| {
+            pipeline.decide(
+                &petition,
+                p.seq,
+                p.line_no,
+                &mut state,
+                learner.as_mut(),
+                labeled.as_deref(),
+            )
+        });
         match result {
             Ok(v) => {
                 stats.accepted += 1;
@@ -233,6 +278,11 @@ impl Pipeline<'_> {
             ),
             Err(_) => (json!(line_no), line_no as i64),
         };
+        let labeled_department = input.as_ref().ok().and_then(|v| {
+            v.pointer("/label/department")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
         let petition = match input {
             Ok(v) => self.petition(&v, &seq, line_no),
             Err(e) => {
@@ -244,6 +294,7 @@ impl Pipeline<'_> {
             seq,
             arrived,
             delivered: arrived,
+            labeled_department,
             petition,
         }
     }
@@ -287,6 +338,8 @@ impl Pipeline<'_> {
         seq: Value,
         line_no: usize,
         state: &mut CaseState,
+        mut learner: Option<&mut Learner>,
+        labeled: Option<&str>,
     ) -> Value {
         let router = &self.router;
         let outcome = state.decide(
@@ -297,9 +350,37 @@ impl Pipeline<'_> {
                 list_version: "replay",
                 instance: "replay",
                 now: chrono::Utc::now(),
+                learned: learner.as_deref(),
             },
         );
         state.apply(&outcome);
+        // The center assigns a new case the decision got wrong, and the model learns it.
+        let mut assigned = None;
+        if let (Some(learner), Some(department), Outcome::Opened { case, .. }) =
+            (learner.as_mut(), labeled, &outcome)
+        {
+            let decided = case.routing.department.as_str();
+            if decided != department {
+                let source = if decided == TRIAGE {
+                    ExampleSource::Center
+                } else {
+                    ExampleSource::Correction
+                };
+                let example = Example {
+                    case_id: outcome.case_id().to_string(),
+                    text: petition_text(petition),
+                    region: petition.location.region.code.clone(),
+                    channel: petition.channel.clone(),
+                    label: petition.category_label.clone(),
+                    department: department.to_string(),
+                    source,
+                    corrected_from: (decided != TRIAGE).then(|| decided.to_string()),
+                    at: petition.received_at.clone(),
+                };
+                learner.learn(example, router.list());
+                assigned = Some(department);
+            }
+        }
         let (merged, merge, routing) = match &outcome {
             Outcome::Resent { .. } => (true, None, router.route(petition)),
             Outcome::Opened { case, .. } => (false, None, case.routing.clone()),
@@ -319,6 +400,9 @@ impl Pipeline<'_> {
             "region": petition.location.region.code,
             "rule": routing.rule,
             "matched": routing.matched,
+            "confidence": routing.learned.as_ref().map(|l| l.confidence),
+            "nearest": routing.learned.as_ref().and_then(|l| l.nearest.first()).map(|n| n.overlap),
+            "center_assigned": assigned,
         })
     }
 }

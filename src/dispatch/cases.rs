@@ -8,7 +8,7 @@
 //! `apply` after a restart rebuilds exactly the state the crashed instance had.
 
 use super::dedupe::{CaseSeed, DedupeSettings, Deduper, MergeDecision, Report};
-use super::router::{Router, RoutingDecision};
+use super::router::{Router, RoutingDecision, Rule};
 use crate::lifecycle::Lifecycle;
 use crate::petition::Petition;
 use serde::{Deserialize, Serialize};
@@ -233,12 +233,14 @@ impl TimerIndex {
     }
 }
 
-/// When and by which list a decision was made; not part of what is decided.
+/// When and by which list a decision was made; not part of what is decided. The learned
+/// model, if any, decides what the list leaves to triage.
 pub struct DecisionContext<'a> {
     pub seq: i64,
     pub list_version: &'a str,
     pub instance: &'a str,
     pub now: chrono::DateTime<chrono::Utc>,
+    pub learned: Option<&'a crate::dispatch::learning::Learner>,
 }
 
 impl CaseState {
@@ -314,7 +316,26 @@ impl CaseState {
                 case_id: uuid::Uuid::from_u128(*case).to_string(),
             };
         }
-        let routing = router.route(petition);
+        let mut routing = router.route(petition);
+        if let Some(learner) = ctx.learned {
+            let text = crate::dispatch::learning::petition_text(petition);
+            let (label, region) = (
+                petition.category_label.as_deref(),
+                petition.location.region.code.as_str(),
+            );
+            // The model decides what the list leaves to triage, and a decision on the
+            // list's keywords alone that the center has corrected for petitions like it.
+            let suggestion = match routing.rule {
+                Rule::NoMatch | Rule::Tie => learner.suggest(&text, label, region, router.list()),
+                Rule::Keywords if learner.overrides_corrected() => {
+                    learner.correction(&text, label, region, router.list(), &routing.department)
+                }
+                _ => None,
+            };
+            if let Some(s) = suggestion {
+                routing = router.learned(routing, s);
+            }
+        }
         let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|t| t.timestamp());
         // A petition cannot have been reported after it reached us: a channel's clock
         // running ahead must not date it past the reports of its incident.
@@ -711,6 +732,7 @@ mod tests {
             list_version: "test",
             instance: "test",
             now: chrono::Utc::now(),
+            learned: None,
         }
     }
 

@@ -521,6 +521,7 @@ impl Dispatcher {
                     list_version: &list.version,
                     instance: &self.instance,
                     now,
+                    learned: None,
                 },
             );
             match &outcome {

@@ -7,6 +7,7 @@
 pub mod cases;
 pub mod dedupe;
 pub mod dispatcher;
+pub mod learning;
 pub mod reload;
 pub mod responsibility;
 pub mod router;

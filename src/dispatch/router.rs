@@ -42,6 +42,9 @@ pub enum Rule {
     Keywords,
     NoMatch,
     Tie,
+    /// The list left it to triage; the model learned from the center's assignments
+    /// decided (see `learned`).
+    Learned,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +54,7 @@ pub struct Candidate {
     pub matched: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoutingDecision {
     /// A department code, or `triage`.
     pub department: String,
@@ -69,6 +72,9 @@ pub struct RoutingDecision {
     pub category_inferred: bool,
     pub escalate: bool,
     pub escalation_reasons: Vec<String>,
+    /// Why the learned model decided, when it did (rule `learned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<Box<super::learning::Suggestion>>,
 }
 
 pub struct Router {
@@ -264,6 +270,7 @@ impl Router {
             category_inferred,
             escalate,
             escalation_reasons: escalation_reasons.clone(),
+            learned: None,
         };
         match candidates.as_slice() {
             [] => triage(Rule::NoMatch),
@@ -291,9 +298,35 @@ impl Router {
                     category_inferred,
                     escalate,
                     escalation_reasons,
+                    learned: None,
                 }
             }
         }
+    }
+
+    /// A decision the list left to triage, taken by the learned model's suggestion: the
+    /// department, its topic and (for a department owning one category) the category.
+    pub fn learned(
+        &self,
+        mut decision: RoutingDecision,
+        suggestion: super::learning::Suggestion,
+    ) -> RoutingDecision {
+        let department = self.list.department(&suggestion.department);
+        decision.topic = department.map(|d| d.topic.clone());
+        if decision.category.is_none() {
+            if let Some([only]) = department.map(|d| d.categories.as_slice()) {
+                decision.category = Some(only.clone());
+                decision.category_inferred = true;
+            }
+        }
+        decision.department = suggestion.department.clone();
+        decision.rule = Rule::Learned;
+        decision.matched = vec![format!("model:v{}", suggestion.model_version)];
+        decision
+            .matched
+            .extend(suggestion.words.iter().map(|w| format!("learned:{w}")));
+        decision.learned = Some(Box::new(suggestion));
+        decision
     }
 
     /// Every occurrence of a list keyword or variant, in the order of the list (department,
