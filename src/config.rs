@@ -151,6 +151,9 @@ pub struct TopicSettings {
     /// Status events and feedback forwarded to the dispatcher partition owning the case
     /// (as many partitions as inbound).
     pub case_events: String,
+    /// Compacted, one partition: the center's assignments the router learns from, by
+    /// case id (see `dispatch::learning::stream`).
+    pub examples: String,
 }
 
 impl Default for TopicSettings {
@@ -172,6 +175,7 @@ impl Default for TopicSettings {
             status: "petitions.status".into(),
             status_rejected: "petitions.status.rejected".into(),
             case_events: "petitions.case-events".into(),
+            examples: "routing.examples".into(),
         }
     }
 }
@@ -218,6 +222,9 @@ pub struct LearningConfig {
     /// Let the center's corrections override a decision the list took on keywords alone,
     /// for petitions like those the center corrected away from that department.
     pub override_corrected: bool,
+    /// Labeled history (JSONL of examples, `source` "seed") learned before the center's
+    /// assignments. Off by default: what is measured is learning from the center.
+    pub seed: Option<PathBuf>,
 }
 
 impl Default for LearningConfig {
@@ -229,6 +236,7 @@ impl Default for LearningConfig {
             min_examples: s.min_examples,
             min_overlap: s.min_overlap,
             override_corrected: s.override_corrected,
+            seed: None,
         }
     }
 }
@@ -516,7 +524,7 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 /// Loads and validates everything: settings, connector files, the gazetteer and the
 /// responsibility list. Reports every problem found, not just the first.
 pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
-    let settings = load_settings(file)?;
+    let mut settings = load_settings(file)?;
     let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut problems = Vec::new();
     let mut push = |key: &str, message: String| {
@@ -558,6 +566,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
         ("topics.poll_cursors", &t.poll_cursors),
         ("topics.poll_leases", &t.poll_leases),
         ("topics.cases", &t.cases),
+        ("topics.examples", &t.examples),
     ] {
         if !valid_topic_name(&t.name(name)) {
             push(
@@ -661,6 +670,13 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
             None
         }
     };
+    if let Some(seed) = settings.routing.learning.seed.take() {
+        let seed = resolve(&base, &seed);
+        if let Err(e) = crate::dispatch::learning::stream::read_seed(&seed) {
+            push("routing.learning.seed", e.to_string());
+        }
+        settings.routing.learning.seed = Some(seed);
+    }
     let responsibility_file = resolve(&base, &settings.routing.responsibility);
     let responsibility = match &gazetteer {
         Some(g) => match ResponsibilityList::load(&responsibility_file, g) {

@@ -76,6 +76,15 @@ enum Command {
         #[arg(long)]
         center: bool,
     },
+    /// What the router learned from the center: examples and the words that weigh most
+    /// per department (JSON), read from the examples topic; or forget one case's example.
+    Learned {
+        #[arg(long, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        /// Forget the example of this case (every instance unlearns it).
+        #[arg(long)]
+        forget: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,6 +200,37 @@ fn main() -> anyhow::Result<()> {
                 "replayed {} line(s): {} accepted, {} rejected",
                 stats.lines, stats.accepted, stats.rejected
             );
+            Ok(())
+        }
+        Command::Learned { config, forget } => {
+            let loaded = petition_gateway::config::load(&config)?;
+            let settings = &loaded.settings;
+            if let Some(case_id) = forget {
+                petition_gateway::dispatch::learning::stream::forget(
+                    &settings.kafka,
+                    &settings.topics,
+                    &case_id,
+                )?;
+                eprintln!("the example of case {case_id} is forgotten");
+                return Ok(());
+            }
+            let list =
+                petition_gateway::dispatch::reload::fixed(loaded.responsibility.clone(), "learned");
+            let learning = &settings.routing.learning;
+            let learner = petition_gateway::dispatch::learning::stream::load(
+                &settings.kafka,
+                &settings.topics,
+                learning.settings(),
+                &list,
+                learning.seed.as_deref(),
+            )?;
+            let report = serde_json::json!({
+                "model_version": learner.version(),
+                "examples": learner.len(),
+                "departments": learner.summary(),
+                "learned": learner.examples().collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Import {

@@ -44,6 +44,9 @@ impl ServerError {
 pub struct RunningGateway {
     pub addr: SocketAddr,
     pub ready: Arc<Readiness>,
+    /// The router this instance learned from the center (`None`: no dispatcher, or
+    /// learning off).
+    pub learner: Option<crate::dispatch::learning::stream::SharedLearner>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     publisher: Publisher,
@@ -288,8 +291,9 @@ pub async fn start(
         }
     }
 
+    let mut learner = None;
     if settings.dispatcher.enabled {
-        let dispatcher = Dispatcher::new(
+        let mut dispatcher = Dispatcher::new(
             &settings.kafka,
             &settings.dispatcher,
             settings.topics.clone(),
@@ -299,6 +303,31 @@ pub async fn start(
             callback_channels(&loaded.connectors).into_iter().collect(),
             &settings.lifecycle,
         );
+        let learning = &settings.routing.learning;
+        if learning.enabled {
+            let shared: crate::dispatch::learning::stream::SharedLearner = Default::default();
+            if let Ok(mut l) = shared.write() {
+                *l = crate::dispatch::learning::Learner::new(learning.settings());
+            }
+            dispatcher = dispatcher.with_learner(shared.clone());
+            learner = Some(shared.clone());
+            let (kafka, topics, list, seed) = (
+                settings.kafka.clone(),
+                settings.topics.clone(),
+                list_handle.clone(),
+                learning.seed.clone(),
+            );
+            tasks.push(once_topics_exist(
+                &cancel,
+                &topics_ready,
+                |cancel| async move {
+                    let reader = crate::dispatch::learning::stream::follow(
+                        kafka, topics, shared, list, seed, cancel,
+                    );
+                    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+                },
+            ));
+        }
         // Status events and feedback reach the case's partition through the status
         // router, which finds the partition in the ledger.
         if settings.ledger.enabled {
@@ -324,6 +353,7 @@ pub async fn start(
     Ok(RunningGateway {
         addr,
         ready,
+        learner,
         cancel,
         tasks,
         publisher,
@@ -444,6 +474,12 @@ pub fn gateway_topics(
     topic_specs.push(TopicSpec {
         name: t.name(&t.cases),
         partitions: None,
+        compacted: true,
+    });
+    // One partition: every instance learns the examples in one order.
+    topic_specs.push(TopicSpec {
+        name: t.name(&t.examples),
+        partitions: Some(1),
         compacted: true,
     });
     topic_specs.push(TopicSpec {

@@ -16,6 +16,8 @@
 
 use super::cases::{CaseLogEntry, CaseState, DecisionContext, Outcome, Rebuild, RebuildError};
 use super::dedupe::{DedupeSettings, MergeDecision};
+use super::learning::stream::SharedLearner;
+use super::learning::{petition_text, Example, ExampleSource};
 use super::reload::{ActiveList, ListHandle};
 use super::router::{RoutingDecision, TRIAGE};
 use crate::config::{DispatcherSettings, KafkaSettings, TopicSettings};
@@ -174,6 +176,8 @@ pub struct Dispatcher {
     tick_interval_ms: u64,
     /// Acknowledgements of the open transaction's records.
     pending: std::sync::Mutex<Vec<DeliveryFuture>>,
+    /// The router learned from the center's assignments (`None`: learning is off).
+    learner: Option<SharedLearner>,
 }
 
 /// Runs a blocking Kafka call off the async threads.
@@ -215,7 +219,15 @@ impl Dispatcher {
             timing: lifecycle.timing(),
             tick_interval_ms: lifecycle.tick_interval_ms,
             pending: std::sync::Mutex::new(Vec::new()),
+            learner: None,
         }
+    }
+
+    /// Decides with the learned router (what the list leaves to triage), and writes the
+    /// center's assignments to the examples topic it learns from.
+    pub fn with_learner(mut self, learner: SharedLearner) -> Self {
+        self.learner = Some(learner);
+        self
     }
 
     /// This instance's id (transactional id suffix and static group membership).
@@ -513,6 +525,8 @@ impl Dispatcher {
                 self.send(producer, &topic, None, "dispatcher", &record, None)?;
                 continue;
             };
+            // A poisoned lock (a panic while learning) leaves the list alone deciding.
+            let learned = self.learner.as_ref().and_then(|l| l.read().ok());
             let outcome = state.decide(
                 &petition,
                 &list.router,
@@ -521,9 +535,10 @@ impl Dispatcher {
                     list_version: &list.version,
                     instance: &self.instance,
                     now,
-                    learned: None,
+                    learned: learned.as_deref(),
                 },
             );
+            drop(learned);
             match &outcome {
                 Outcome::Resent { case_id } => {
                     resent += 1;
@@ -790,6 +805,20 @@ impl Dispatcher {
             Ok((lifecycle, fx)) => {
                 tracing::info!(case_id = %lifecycle.case_id, phase = lifecycle.phase.as_str(),
                     department = %lifecycle.department, origin = event.origin(), "case moved");
+                if let (Some(_), CaseEvent::Status { event: status, .. }) = (&self.learner, &event)
+                {
+                    let before = state
+                        .lifecycle(&lifecycle.case_id)
+                        .map(|l| l.department.clone());
+                    if let Some(example) =
+                        center_example(status, before.as_deref(), event.petition(), now)
+                    {
+                        let topic = self.topics.name(&self.topics.examples);
+                        tracing::info!(case_id = %example.case_id, department = %example.department,
+                            source = ?example.source, "the router learns the center's assignment");
+                        self.send(producer, &topic, Some(0), &example.case_id, &example, None)?;
+                    }
+                }
                 self.emit(
                     producer,
                     partition,
@@ -1273,6 +1302,38 @@ fn crash_before_commit(number: u64, producer: &FutureProducer) {
             std::process::abort();
         }
     }
+}
+
+/// The example a center's assignment teaches: the center (`department` "center") moving
+/// a case to `to_department`, out of triage (the list left it there, or a department
+/// returned it) or away from the department `before` holding it (a correction). The
+/// text, label, region and channel are the case's first petition's.
+fn center_example(
+    status: &crate::lifecycle::StatusEvent,
+    before: Option<&str>,
+    petition: Option<&Value>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Example> {
+    if status.status != "reassigned" || status.department != crate::lifecycle::CENTER {
+        return None;
+    }
+    let to = status.to_department.clone()?;
+    let petition: Petition = serde_json::from_value(petition?.clone()).ok()?;
+    let (source, corrected_from) = match before {
+        Some(TRIAGE) | None => (ExampleSource::Center, None),
+        Some(from) => (ExampleSource::Correction, Some(from.to_string())),
+    };
+    Some(Example {
+        case_id: status.case_id.clone(),
+        text: petition_text(&petition),
+        region: petition.location.region.code.clone(),
+        channel: petition.channel.clone(),
+        label: petition.category_label.clone(),
+        department: to,
+        source,
+        corrected_from,
+        at: now.to_rfc3339(),
+    })
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 //! corridor full of boxes goes in every street.
 
 pub mod features;
+pub mod stream;
 
 use super::responsibility::ResponsibilityList;
 use features::{columns, overlap, tokens, DIMENSIONS};
@@ -159,6 +160,12 @@ pub struct Learner {
     classes: BTreeMap<String, ClassCounts>,
     /// Examples learned or forgotten so far.
     version: u64,
+}
+
+impl Default for Learner {
+    fn default() -> Self {
+        Self::new(LearningSettings::default())
+    }
 }
 
 impl Learner {

@@ -1,0 +1,235 @@
+//! The examples topic (`routing.examples`: one partition, compacted, keyed by case id).
+//! The dispatcher writes an example in the transaction that applies the center's
+//! assignment; every instance reads the topic from the beginning and keeps following it,
+//! so every instance and every restart learns the same examples in the same order. An
+//! empty value (a tombstone) forgets the case's example: that is how an operator
+//! removes a wrong one (`petition-gateway learned --forget CASE_ID`).
+
+use super::{Example, Learner};
+use crate::config::{KafkaSettings, TopicSettings};
+use crate::dispatch::reload::ListHandle;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The model every decision of this instance reads.
+pub type SharedLearner = Arc<RwLock<Learner>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExamplesError {
+    #[error("examples topic {topic}: {source}")]
+    Kafka {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("seed file {file}: {reason}")]
+    Seed { file: PathBuf, reason: String },
+}
+
+impl ExamplesError {
+    /// A broker problem passes; a seed file that cannot be read stays unreadable.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Kafka { .. })
+    }
+}
+
+/// Reads a seed file of labeled history (one example per line, `source` seed), for a
+/// model that starts from last year's cases rather than from nothing.
+pub fn read_seed(file: &std::path::Path) -> Result<Vec<Example>, ExamplesError> {
+    let seed = |reason: String| ExamplesError::Seed {
+        file: file.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| seed(e.to_string()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str::<Example>(l).map_err(|e| seed(format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// Applies one record of the topic: an example, or a tombstone.
+pub fn apply(learner: &mut Learner, key: Option<&[u8]>, payload: Option<&[u8]>, list: &ListHandle) {
+    let router_list = list.borrow().router.list().clone();
+    match payload {
+        Some(bytes) if !bytes.is_empty() => match serde_json::from_slice::<Example>(bytes) {
+            Ok(example) => learner.learn(example, &router_list),
+            Err(e) => tracing::warn!(error = %e, "unreadable example skipped"),
+        },
+        _ => {
+            if let Some(case_id) = key.and_then(|k| std::str::from_utf8(k).ok()) {
+                learner.forget(case_id);
+            }
+        }
+    }
+}
+
+/// Follows the examples topic on a thread of its own until cancelled, learning each
+/// example as it is committed (read_committed: an aborted transaction teaches nothing).
+/// A broker failure starts the reading over, from the seed and the topic's beginning.
+pub fn follow(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    learner: SharedLearner,
+    list: ListHandle,
+    seed: Option<PathBuf>,
+    cancel: CancellationToken,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut backoff = Duration::from_millis(500);
+        while !cancel.is_cancelled() {
+            match read(&kafka, &topics, &learner, &list, seed.as_deref(), &cancel) {
+                Ok(()) => break,
+                Err(e) if e.retryable() => {
+                    tracing::warn!(error = %e, "examples reader failed; reading again");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the learned router stays empty");
+                    break;
+                }
+            }
+        }
+    })
+}
+
+fn read(
+    kafka: &KafkaSettings,
+    topics: &TopicSettings,
+    learner: &SharedLearner,
+    list: &ListHandle,
+    seed: Option<&std::path::Path>,
+    cancel: &CancellationToken,
+) -> Result<(), ExamplesError> {
+    let topic = topics.name(&topics.examples);
+    let fail = |source| ExamplesError::Kafka {
+        topic: topic.clone(),
+        source,
+    };
+    let seeded = match seed {
+        Some(file) => read_seed(file)?,
+        None => Vec::new(),
+    };
+    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka)
+        .set("group.id", topics.name("examples-reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(fail)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+        .map_err(fail)?;
+    consumer.assign(&tpl).map_err(fail)?;
+    // Read from the start again: forget what an earlier attempt learned.
+    if let Ok(mut l) = learner.write() {
+        let settings = l.settings;
+        *l = Learner::new(settings);
+        let current = list.borrow().router.list().clone();
+        for example in seeded {
+            l.learn(example, &current);
+        }
+    }
+    while !cancel.is_cancelled() {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                if let Ok(mut l) = learner.write() {
+                    apply(&mut l, m.key(), m.payload(), list);
+                }
+            }
+            Some(Err(e)) => return Err(fail(e)),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Everything the examples topic holds now (up to its high watermark), learned in order
+/// after the seed: what `petition-gateway learned` lists.
+pub fn load(
+    kafka: &KafkaSettings,
+    topics: &TopicSettings,
+    settings: super::LearningSettings,
+    list: &ListHandle,
+    seed: Option<&std::path::Path>,
+) -> Result<Learner, ExamplesError> {
+    let topic = topics.name(&topics.examples);
+    let fail = |source| ExamplesError::Kafka {
+        topic: topic.clone(),
+        source,
+    };
+    let mut learner = Learner::new(settings);
+    let current = list.borrow().router.list().clone();
+    if let Some(file) = seed {
+        for example in read_seed(file)? {
+            learner.learn(example, &current);
+        }
+    }
+    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka)
+        .set("group.id", topics.name("examples-lister"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(fail)?;
+    let (low, high) = consumer
+        .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+        .map_err(fail)?;
+    if high <= low {
+        return Ok(learner);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+        .map_err(fail)?;
+    consumer.assign(&tpl).map_err(fail)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.map_err(fail)?;
+            apply(&mut learner, m.key(), m.payload(), list);
+        }
+        // The position passes transaction markers too.
+        let position = consumer.position().map_err(fail)?;
+        let reached = position
+            .elements()
+            .iter()
+            .any(|e| matches!(e.offset(), Offset::Offset(o) if o >= high));
+        if reached {
+            return Ok(learner);
+        }
+    }
+    Err(fail(rdkafka::error::KafkaError::MessageConsumption(
+        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+    )))
+}
+
+/// Publishes a tombstone for a case's example: every instance forgets it.
+pub fn forget(
+    kafka: &KafkaSettings,
+    topics: &TopicSettings,
+    case_id: &str,
+) -> Result<(), ExamplesError> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let topic = topics.name(&topics.examples);
+    let fail = |source| ExamplesError::Kafka {
+        topic: topic.clone(),
+        source,
+    };
+    let producer: BaseProducer = crate::kafka::base_config(kafka)
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(fail)?;
+    producer
+        .send(
+            BaseRecord::<str, [u8]>::to(&topic)
+                .partition(0)
+                .key(case_id),
+        )
+        .map_err(|(e, _)| fail(e))?;
+    producer.flush(Duration::from_secs(10)).map_err(fail)
+}
