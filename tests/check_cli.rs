@@ -219,3 +219,23 @@ fn a_callback_channel_without_its_base_url_is_refused_unless_callbacks_are_off()
     let (ok, text) = check(&file, &[]);
     assert!(ok, "{text}");
 }
+
+#[test]
+fn the_learned_routers_settings_are_checked() {
+    let (_d, file) = broken(|d| {
+        let g = d.join("config/gateway.toml");
+        replace(&g, "min_confidence = 0.9", "min_confidence = 1.5");
+        replace(&g, "# seed = \"history.jsonl\"", "seed = \"history.jsonl\"");
+    });
+    let (ok, text) = check(&file, &[]);
+    assert!(!ok);
+    assert!(
+        text.contains("routing.learning.min_confidence: must be above 0 and at most 1"),
+        "{text}"
+    );
+    // Relative to the config file's folder, and named when it cannot be read.
+    assert!(
+        text.contains("routing.learning.seed: seed file") && text.contains("config/history.jsonl"),
+        "{text}"
+    );
+}

@@ -233,3 +233,66 @@ pub fn forget(
         .map_err(|(e, _)| fail(e))?;
     producer.flush(Duration::from_secs(10)).map_err(fail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::responsibility::ResponsibilityList;
+    use crate::normalize::region::Gazetteer;
+
+    fn list() -> ListHandle {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let g =
+            Gazetteer::load(&root.join("config/gazetteer.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let list = ResponsibilityList::load(&root.join("config/responsibility.toml"), &g)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        crate::dispatch::reload::fixed(list, "test")
+    }
+
+    fn example(case: &str) -> Example {
+        Example {
+            case_id: case.into(),
+            text: "小区门口共享单车乱停乱放，人行道堵死了".into(),
+            region: "371082001".into(),
+            channel: "hotline".into(),
+            label: None,
+            department: "urban-management".into(),
+            source: super::super::ExampleSource::Seed,
+            corrected_from: None,
+            at: "2026-01-01T00:00:00+08:00".into(),
+        }
+    }
+
+    #[test]
+    fn records_teach_and_tombstones_forget() {
+        let list = list();
+        let mut learner = Learner::default();
+        let bytes = serde_json::to_vec(&example("c1")).unwrap_or_default();
+        apply(&mut learner, Some(b"c1"), Some(&bytes), &list);
+        apply(&mut learner, Some(b"c2"), Some(b"not an example"), &list);
+        assert_eq!(learner.len(), 1);
+        apply(&mut learner, Some(b"c1"), None, &list);
+        assert!(learner.is_empty());
+        assert_eq!(learner.version(), 2);
+    }
+
+    #[test]
+    fn a_seed_file_is_read_or_its_line_named() {
+        let dir = std::env::temp_dir().join(format!("seed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let good = dir.join("good.jsonl");
+        let line = serde_json::to_string(&example("s1")).unwrap_or_default();
+        std::fs::write(&good, format!("{line}\n\n{line}\n")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_seed(&good).map(|s| s.len()).ok(), Some(2));
+        let bad = dir.join("bad.jsonl");
+        std::fs::write(&bad, format!("{line}\n{{\"case_id\": 1}}\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = read_seed(&bad)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("bad.jsonl") && e.contains("line 2"), "{e}");
+        assert!(read_seed(&dir.join("missing.jsonl")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
