@@ -809,7 +809,7 @@ impl Dispatcher {
                 {
                     let before = state
                         .lifecycle(&lifecycle.case_id)
-                        .map(|l| l.department.clone());
+                        .and_then(assigned_away_from);
                     if let Some(example) =
                         center_example(status, before.as_deref(), event.petition(), now)
                     {
@@ -1304,10 +1304,26 @@ fn crash_before_commit(number: u64, producer: &FutureProducer) {
     }
 }
 
+/// The department a case's next assignment corrects, if any: the department holding it,
+/// or, for a case in triage because a department returned it, that department (the list
+/// sent it there; the department said no). `None` for a case the list left in triage.
+fn assigned_away_from(lifecycle: &Lifecycle) -> Option<String> {
+    if lifecycle.department != TRIAGE {
+        return Some(lifecycle.department.clone());
+    }
+    lifecycle
+        .history
+        .iter()
+        .rev()
+        .find(|h| matches!(h.status.as_str(), "dispatched" | "reassigned" | "returned"))
+        .filter(|h| h.status == "returned")
+        .map(|h| h.by.clone())
+}
+
 /// The example a center's assignment teaches: the center (`department` "center") moving
-/// a case to `to_department`, out of triage (the list left it there, or a department
-/// returned it) or away from the department `before` holding it (a correction). The
-/// text, label, region and channel are the case's first petition's.
+/// a case to `to_department`, out of triage the list left it in, or away from the
+/// department `before` that held or returned it (a correction). The text, label, region
+/// and channel are the case's first petition's.
 fn center_example(
     status: &crate::lifecycle::StatusEvent,
     before: Option<&str>,
@@ -1423,5 +1439,59 @@ mod tests {
         };
         let value = serde_json::to_value(&without_evidence).expect("report");
         assert!(!schemas.department_record_errors(&value).is_empty());
+    }
+
+    #[test]
+    fn a_center_assignment_is_an_example_and_says_what_it_corrects() {
+        struct Sla;
+        impl crate::lifecycle::Departments for Sla {
+            fn sla_secs(&self, _: &str) -> Option<i64> {
+                Some(72 * 3600)
+            }
+        }
+        let source = Source {
+            petition_id: "c1".into(),
+            channel: "hotline".into(),
+            source_id: "RC1".into(),
+            reporter_name: None,
+            joined_at: 0,
+        };
+        let status = |status: &str, by: &str, to: Option<&str>| crate::lifecycle::StatusEvent {
+            case_id: "c1".into(),
+            status: status.into(),
+            department: by.into(),
+            to_department: to.map(str::to_string),
+            note: Some("说明".into()),
+            at: "2026-11-24T10:00:00+08:00".into(),
+            operator: None,
+        };
+        // Left in triage by the list: nothing to correct.
+        let (triage, _) = Lifecycle::opened("c1", TRIAGE, None, false, source.clone(), 0);
+        assert_eq!(assigned_away_from(&triage), None);
+        // Routed to water, returned by water: the assignment corrects water.
+        let (mut water, _) = Lifecycle::opened("c1", "water", Some(3600), false, source, 0);
+        assert_eq!(assigned_away_from(&water).as_deref(), Some("water"));
+        water
+            .apply(&status("returned", "water", None), 10, &Sla)
+            .expect("returned");
+        assert_eq!(assigned_away_from(&water).as_deref(), Some("water"));
+
+        let now = chrono::Utc::now();
+        let assign = status("reassigned", crate::lifecycle::CENTER, Some("transport"));
+        let example =
+            center_example(&assign, Some("water"), Some(&petition()), now).expect("an example");
+        assert_eq!(example.department, "transport");
+        assert_eq!(example.source, ExampleSource::Correction);
+        assert_eq!(example.corrected_from.as_deref(), Some("water"));
+        assert!(!example.text.is_empty());
+        let example = center_example(&assign, None, Some(&petition()), now).expect("an example");
+        assert_eq!(example.source, ExampleSource::Center);
+        // A department moving its own case, or no petition to learn from: no example.
+        let by_department = status("reassigned", "water", Some("transport"));
+        assert_eq!(
+            center_example(&by_department, None, Some(&petition()), now),
+            None
+        );
+        assert_eq!(center_example(&assign, None, None, now), None);
     }
 }
