@@ -1,6 +1,8 @@
 //! CPU cost of the per-petition pipeline without I/O: mapping (connector engine),
 //! normalization (region + JSON Schema) and routing, on the sample's hotline work orders.
-//! `cargo bench --bench pipeline` — prints a Markdown table row for BENCHMARKS.md.
+//! `cargo bench --bench pipeline` — prints a Markdown table row for BENCHMARKS.md, and
+//! one for the learned router: learning an example, and a suggestion for a petition the
+//! list left to triage, with every hotline order of the sample learned.
 //! The Kafka-bound figures (ingest vs raw producer rate, latency) come with the
 //! benchmark issue; this harness is where they will live.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,20 +20,20 @@ use std::time::{Duration, Instant};
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sample_path = petition_gateway::sample::sample_path();
-    let orders: Vec<Value> = std::fs::read_to_string(&sample_path)
+    let lines: Vec<Value> = std::fs::read_to_string(&sample_path)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|r| r["channel"] == "hotline")
-        .map(|r| r["payload"].clone())
         .collect();
+    let orders: Vec<Value> = lines.iter().map(|r| r["payload"].clone()).collect();
     let def = ConnectorDefinition::load(&root.join("connectors/hotline.toml")).unwrap();
     let gazetteer = Gazetteer::load(&root.join("config/gazetteer.toml")).unwrap();
     let list =
         ResponsibilityList::load(&root.join("config/responsibility.toml"), &gazetteer).unwrap();
     let regions = RegionResolver::new(gazetteer);
     let schemas = Schemas::compile().unwrap();
-    let router = Router::new(list);
+    let router = Router::new(list.clone());
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let now = "2026-11-25T00:00:00.000Z";
 
@@ -70,4 +72,71 @@ fn main() {
     let (m, n, r) = (per(&mut map_t), per(&mut norm_t), per(&mut route_t));
     let total = m + n + r;
     println!("| pipeline CPU per petition (median of {rounds} rounds × {} hotline orders) | map {m:.1} µs | normalize {n:.1} µs | route {r:.1} µs | total {total:.1} µs ≈ {:.0} petitions/s per core |", orders.len(), 1e6 / total);
+
+    // The learned router with every labeled hotline order as an example.
+    use petition_gateway::dispatch::learning::{petition_text, Example, ExampleSource, Learner};
+    let petitions: Vec<_> = orders
+        .iter()
+        .map(|o| {
+            let mapped = map_payload(&def, o).unwrap();
+            normalize("hotline", &mapped, now, trace, &regions, &schemas)
+                .unwrap()
+                .1
+        })
+        .collect();
+    let examples: Vec<Example> = petitions
+        .iter()
+        .zip(&lines)
+        .filter(|(_, l)| l["label"]["department"] != "triage")
+        .map(|(p, l)| Example {
+            case_id: p.id.clone(),
+            text: petition_text(p),
+            region: p.location.region.code.clone(),
+            channel: p.channel.clone(),
+            label: p.category_label.clone(),
+            department: l["label"]["department"].as_str().unwrap().to_string(),
+            source: ExampleSource::Center,
+            corrected_from: None,
+            at: now.to_string(),
+        })
+        .collect();
+    let mut learner = Learner::default();
+    let t = Instant::now();
+    for e in examples.iter().cloned() {
+        learner.learn(e, &list);
+    }
+    let learn = t.elapsed().as_nanos() as f64 / examples.len() as f64 / 1000.0;
+    let mut suggest_t = Vec::new();
+    let mut decided = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for p in &petitions {
+            let s = learner.suggest(
+                &petition_text(p),
+                p.category_label.as_deref(),
+                &p.location.region.code,
+                &list,
+            );
+            decided += usize::from(s.is_some());
+        }
+        suggest_t.push(t.elapsed());
+    }
+    let suggest = per(&mut suggest_t);
+    // What every keyword decision pays when the center corrected nothing of its class.
+    let mut check_t = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for p in &petitions {
+            std::hint::black_box(learner.correction(
+                &petition_text(p),
+                p.category_label.as_deref(),
+                &p.location.region.code,
+                &list,
+                "water",
+            ));
+        }
+        check_t.push(t.elapsed());
+    }
+    let check = per(&mut check_t);
+    println!("| learned router, {} examples | learn {learn:.1} µs per example | suggest {suggest:.1} µs per petition ({} of {} decided) | correction check, nothing corrected {check:.2} µs |", examples.len(), decided / 3, petitions.len());
 }

@@ -110,6 +110,8 @@ const ALPHA: f64 = 0.1;
 struct Learned {
     example: Example,
     class: String,
+    /// A correction: the class of the department it corrects.
+    corrects: Option<String>,
     columns: Vec<u32>,
 }
 
@@ -158,6 +160,9 @@ pub struct Learner {
     by_case: HashMap<String, usize>,
     /// The model: counts per class, in a stable order.
     classes: BTreeMap<String, ClassCounts>,
+    /// Corrections per class corrected: a keyword decision for a class nobody corrected
+    /// costs one lookup.
+    corrected: HashMap<String, usize>,
     /// Examples learned or forgotten so far.
     version: u64,
 }
@@ -175,6 +180,7 @@ impl Learner {
             examples: Vec::new(),
             by_case: HashMap::new(),
             classes: BTreeMap::new(),
+            corrected: HashMap::new(),
             version: 0,
         }
     }
@@ -210,10 +216,15 @@ impl Learner {
             self.forget(&example.case_id.clone());
         }
         let class = Self::class_of(&example.department, list);
+        let corrects = example
+            .corrected_from
+            .as_deref()
+            .map(|from| Self::class_of(from, list));
         let columns = columns(&tokens(&example.text, example.label.as_deref()));
         let learned = Learned {
             example,
             class,
+            corrects,
             columns,
         };
         self.fit(&learned);
@@ -230,6 +241,9 @@ impl Learner {
             *class.columns.entry(*c).or_default() += 1.0;
         }
         class.total += learned.columns.len() as f64;
+        if let Some(from) = &learned.corrects {
+            *self.corrected.entry(from.clone()).or_default() += 1;
+        }
     }
 
     /// Forgets the example of a case (an operator's correction): the model is rebuilt
@@ -246,6 +260,7 @@ impl Learner {
             .map(|(_, l)| l)
             .collect();
         self.classes.clear();
+        self.corrected.clear();
         self.by_case.clear();
         for learned in kept {
             self.fit(&learned);
@@ -310,6 +325,9 @@ impl Learner {
         list: &ResponsibilityList,
         decided: &str,
     ) -> Option<Suggestion> {
+        if !self.corrected.contains_key(&Self::class_of(decided, list)) {
+            return None;
+        }
         self.suggest_unless(text, label, region, list, Some(decided))
     }
 
@@ -394,11 +412,7 @@ impl Learner {
             let corrected = nearest.iter().any(|n| {
                 n.overlap >= self.settings.min_overlap
                     && self.by_case.get(&n.case_id).is_some_and(|i| {
-                        self.examples[*i]
-                            .example
-                            .corrected_from
-                            .as_deref()
-                            .is_some_and(|f| Self::class_of(f, list) == from_class)
+                        self.examples[*i].corrects.as_deref() == Some(from_class.as_str())
                     })
             });
             if best.1 == from || !corrected {
