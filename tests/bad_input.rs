@@ -100,19 +100,40 @@ async fn bad_input_is_answered_with_paths_and_quarantined() {
         a.body
     );
 
-    // Seven rejections, seven quarantined copies with their reasons.
+    // 6. Control characters: a work order number holding NUL (a second id that prints like
+    // the first), and a NUL in the text (no database's text column holds it).
+    let mut o = order();
+    o["gdbh"] = json!("RC\u{0}X");
+    let a = post_order(&gw, &o).await;
+    assert_eq!(a.body["code"], 4001, "{}", a.body);
+    assert_eq!(paths(&a), vec!["/gdbh"]);
+    assert!(
+        a.body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("control character (U+0000)"),
+        "{}",
+        a.body
+    );
+    let mut o = order();
+    o["gdbh"] = json!("RC-BAD-0006");
+    o["sqnr"] = json!("楼道灯坏了\u{0}一个多星期");
+    let a = post_order(&gw, &o).await;
+    assert_eq!(paths(&a), vec!["/sqnr"], "{}", a.body);
+
+    // Nine rejections, nine quarantined copies with their reasons.
     let invalid = read_topics(
         &[format!("{}petitions.invalid", cfg.prefix)],
-        7,
+        9,
         Duration::from_secs(2),
     )
     .await;
-    assert_eq!(invalid.len(), 7, "{invalid:#?}");
+    assert_eq!(invalid.len(), 9, "{invalid:#?}");
     let classes: Vec<_> = invalid
         .iter()
         .map(|r| r.value["class"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(classes.iter().filter(|c| *c == "invalid").count(), 4);
+    assert_eq!(classes.iter().filter(|c| *c == "invalid").count(), 6);
     assert_eq!(classes.iter().filter(|c| *c == "unauthorized").count(), 2);
     assert_eq!(classes.iter().filter(|c| *c == "too_large").count(), 1);
     for r in &invalid {

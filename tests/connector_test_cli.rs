@@ -77,3 +77,30 @@ fn a_broken_payload_shows_every_error_with_its_path() {
     assert_eq!(paths, vec!["/ldsj", "/jjcd"], "{v}");
     assert!(err.contains("1 rejected"));
 }
+
+#[test]
+fn a_control_character_in_an_id_is_refused_on_every_json_channel() {
+    for (connector, file, id) in [
+        ("hotline", "hotline.json", "/gdbh"),
+        ("city-app", "city-app.json", "/ticketId"),
+        ("community-app", "community-app.json", "/eventNo"),
+    ] {
+        let mut payload: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(repo().join("connectors/examples").join(file)).unwrap(),
+        )
+        .unwrap();
+        *payload.pointer_mut(id).unwrap() = "RC\u{0}X".into();
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), payload.to_string()).unwrap();
+        let (ok, v, _) = run(connector, f.path());
+        assert!(!ok, "{connector} accepted a NUL in its id");
+        assert_eq!(v["errors"][0]["path"], id, "{connector}: {v}");
+        assert!(
+            v["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("control character"),
+            "{connector}: {v}"
+        );
+    }
+}

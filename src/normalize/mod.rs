@@ -22,6 +22,10 @@ pub fn normalize(
     regions: &RegionResolver,
     schemas: &Schemas,
 ) -> Result<(Value, Petition), Vec<FieldError>> {
+    let hostile = control_characters(mapped);
+    if !hostile.is_empty() {
+        return Err(hostile);
+    }
     let mut fields: Map<String, Value> = mapped.fields.clone();
     let source_id = mapped.source_id.clone().unwrap_or_default();
     fields.insert("id".into(), Value::String(petition_id(channel, &source_id)));
@@ -80,4 +84,65 @@ pub fn normalize(
         Ok(petition) => Ok((value, petition)),
         Err(e) => Err(vec![FieldError::new("/", format!("petition model: {e}"))]),
     }
+}
+
+/// Control characters a petition may not carry, at the sender's path: none in its id (a
+/// `RC\u{0}X` work order number would be a second id that looks like the first in every
+/// log and screen), and no NUL anywhere (PostgreSQL's text cannot hold it, C consumers
+/// cut the string there). Line breaks and tabs in free text are the citizen's.
+fn control_characters(mapped: &MappedPetition) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let id_control = |c: char| c.is_control();
+    if let Some(id) = &mapped.source_id {
+        if let Some(c) = id.chars().find(|c| id_control(*c)) {
+            let path = mapped
+                .source_path("/source_id")
+                .unwrap_or_else(|| "(petition)/source_id".into());
+            errors.push(FieldError::new(
+                path,
+                format!(
+                    "the id holds a control character (U+{:04X}); ids are printable text",
+                    c as u32
+                ),
+            ));
+        }
+    }
+    fn walk(value: &Value, pointer: &mut String, found: &mut Vec<String>) {
+        match value {
+            Value::String(s) if s.contains('\0') => found.push(pointer.clone()),
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let len = pointer.len();
+                    pointer.push_str(&format!("/{i}"));
+                    walk(v, pointer, found);
+                    pointer.truncate(len);
+                }
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let len = pointer.len();
+                    pointer.push('/');
+                    pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    walk(v, pointer, found);
+                    pointer.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &Value::Object(mapped.fields.clone()),
+        &mut String::new(),
+        &mut found,
+    );
+    for pointer in found {
+        let path = mapped
+            .source_path(&pointer)
+            .unwrap_or_else(|| format!("(petition){pointer}"));
+        if !errors.iter().any(|e| e.path == path) {
+            errors.push(FieldError::new(path, "holds a NUL character (U+0000)"));
+        }
+    }
+    errors
 }
