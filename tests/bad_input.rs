@@ -121,19 +121,26 @@ async fn bad_input_is_answered_with_paths_and_quarantined() {
     let a = post_order(&gw, &o).await;
     assert_eq!(paths(&a), vec!["/sqnr"], "{}", a.body);
 
-    // Nine rejections, nine quarantined copies with their reasons.
+    // 7. A key given twice: two readings of one work order.
+    let body = r#"{"gdbh": "RC-BAD-0007", "ldsj": "2026-11-24 09:15:03", "ldhm": "13806312345",
+        "ldrxm": "葛女士", "sqlx": "投诉", "jjcd": "一般", "sqnr": "楼道灯坏了", "gdbh": "RC-BAD-0008"}"#;
+    let a = post_raw(&gw, Some(TOKEN), body).await;
+    assert_eq!(a.body["code"], 4001, "{}", a.body);
+    assert_eq!(paths(&a), vec!["/gdbh"]);
+
+    // Ten rejections, ten quarantined copies with their reasons.
     let invalid = read_topics(
         &[format!("{}petitions.invalid", cfg.prefix)],
-        9,
+        10,
         Duration::from_secs(2),
     )
     .await;
-    assert_eq!(invalid.len(), 9, "{invalid:#?}");
+    assert_eq!(invalid.len(), 10, "{invalid:#?}");
     let classes: Vec<_> = invalid
         .iter()
         .map(|r| r.value["class"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(classes.iter().filter(|c| *c == "invalid").count(), 6);
+    assert_eq!(classes.iter().filter(|c| *c == "invalid").count(), 7);
     assert_eq!(classes.iter().filter(|c| *c == "unauthorized").count(), 2);
     assert_eq!(classes.iter().filter(|c| *c == "too_large").count(), 1);
     for r in &invalid {

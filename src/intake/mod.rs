@@ -8,6 +8,7 @@ pub mod lease;
 pub mod poll;
 pub mod push;
 pub mod quarantine;
+pub mod strict_json;
 
 use crate::config::{LoadedConnector, TopicSettings};
 use crate::dispatch::reload::ListHandle;

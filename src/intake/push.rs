@@ -42,16 +42,9 @@ pub fn now_rfc3339() -> String {
 /// (a repeated field keeps its last value).
 pub fn decode_body(format: BodyFormat, bytes: &[u8]) -> Result<Value, FieldError> {
     match format {
-        BodyFormat::Json => serde_json::from_slice(bytes).map_err(|e| {
-            FieldError::new(
-                "/",
-                format!(
-                    "malformed JSON at line {} column {}: {e}",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        }),
+        // Strictly: a key given twice is refused (see `strict_json`).
+        BodyFormat::Json => super::strict_json::parse(bytes)
+            .map_err(|refused| FieldError::new(refused.path, refused.message)),
         BodyFormat::Form => {
             if std::str::from_utf8(bytes).is_err() {
                 return Err(FieldError::new("/", "form body is not UTF-8"));
