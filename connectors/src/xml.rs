@@ -156,4 +156,28 @@ mod tests {
         assert!(xml_to_json("").is_err());
         assert!(xml_to_json("<a><b></a>").is_err());
     }
+
+    #[test]
+    fn entity_expansion_is_refused() {
+        // A billion laughs: declared entities are never expanded, only the five XML
+        // ones and character references are.
+        let bomb = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<response><clue><content>&lol3;</content></clue></response>"#;
+        let e = xml_to_json(bomb).err().unwrap_or_default();
+        assert!(e.contains("unknown entity &lol3;"), "{e}");
+        let plain = xml_to_json("<a><b>&lt;&#x4e2d;&amp;</b></a>").unwrap_or_default();
+        assert_eq!(plain["a"]["b"], "<中&");
+    }
+
+    #[test]
+    fn an_external_entity_is_never_read() {
+        let xxe = r#"<?xml version="1.0"?>
+<!DOCTYPE clue [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<clue><content>&secret;</content></clue>"#;
+        let e = xml_to_json(xxe).err().unwrap_or_default();
+        assert!(e.contains("unknown entity &secret;"), "{e}");
+        assert!(!e.contains("root:"), "{e}");
+    }
 }
