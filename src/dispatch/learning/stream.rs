@@ -177,9 +177,16 @@ pub fn load(
         .set("isolation.level", "read_committed")
         .create()
         .map_err(fail)?;
-    let (low, high) = consumer
-        .fetch_watermarks(&topic, 0, Duration::from_secs(10))
-        .map_err(fail)?;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let (low, high) = match consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10)) {
+        Ok(marks) => marks,
+        // No topic yet (no gateway started on this cluster): nothing was learned.
+        Err(KafkaError::MetadataFetch(
+            Code::UnknownPartition | Code::UnknownTopic | Code::UnknownTopicOrPartition,
+        )) => return Ok(learner),
+        Err(e) => return Err(fail(e)),
+    };
     if high <= low {
         return Ok(learner);
     }
