@@ -20,7 +20,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value, Refused> {
     let duplicate = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = Strict {
-        path: String::new(),
+        at: None,
         duplicate: &duplicate,
     }
     .deserialize(&mut de)
@@ -41,9 +41,34 @@ pub fn parse(bytes: &[u8]) -> Result<Value, Refused> {
     })
 }
 
+/// Where a value stands: its parent and its key or index. Only written out as a JSON
+/// pointer when a duplicate is found, so reading a body allocates no paths.
+struct Step<'a> {
+    parent: Option<&'a Step<'a>>,
+    key: Key<'a>,
+}
+
+enum Key<'a> {
+    Name(&'a str),
+    Index(usize),
+}
+
+fn pointer(step: Option<&Step<'_>>) -> String {
+    let mut keys = Vec::new();
+    let mut at = step;
+    while let Some(s) = at {
+        keys.push(match s.key {
+            Key::Name(k) => k.replace('~', "~0").replace('/', "~1"),
+            Key::Index(i) => i.to_string(),
+        });
+        at = s.parent;
+    }
+    keys.iter().rev().map(|k| format!("/{k}")).collect()
+}
+
 struct Strict<'a> {
-    /// JSON pointer of the value being read.
-    path: String,
+    /// The value being read (`None`: the body).
+    at: Option<&'a Step<'a>>,
     /// The first duplicate found: (its pointer, the key).
     duplicate: &'a RefCell<Option<(String, String)>>,
 }
@@ -98,8 +123,12 @@ impl<'de> Visitor<'de> for Strict<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
         loop {
+            let step = Step {
+                parent: self.at,
+                key: Key::Index(items.len()),
+            };
             let child = Strict {
-                path: format!("{}/{}", self.path, items.len()),
+                at: Some(&step),
                 duplicate: self.duplicate,
             };
             match seq.next_element_seed(child)? {
@@ -112,17 +141,16 @@ impl<'de> Visitor<'de> for Strict<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = format!(
-                "{}/{}",
-                self.path,
-                key.replace('~', "~0").replace('/', "~1")
-            );
+            let step = Step {
+                parent: self.at,
+                key: Key::Name(&key),
+            };
             if object.contains_key(&key) {
-                *self.duplicate.borrow_mut() = Some((path, key.clone()));
+                *self.duplicate.borrow_mut() = Some((pointer(Some(&step)), key.clone()));
                 return Err(A::Error::custom(format!("duplicate key {key:?}")));
             }
             let value = map.next_value_seed(Strict {
-                path,
+                at: Some(&step),
                 duplicate: self.duplicate,
             })?;
             object.insert(key, value);

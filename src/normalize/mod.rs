@@ -131,11 +131,13 @@ fn control_characters(mapped: &MappedPetition) -> Vec<FieldError> {
         }
     }
     let mut found = Vec::new();
-    walk(
-        &Value::Object(mapped.fields.clone()),
-        &mut String::new(),
-        &mut found,
-    );
+    let mut pointer = String::new();
+    for (k, v) in &mapped.fields {
+        pointer.clear();
+        pointer.push('/');
+        pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
+        walk(v, &mut pointer, &mut found);
+    }
     for pointer in found {
         let path = mapped
             .source_path(&pointer)
