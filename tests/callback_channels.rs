@@ -38,8 +38,12 @@ async fn the_supervision_platform_gets_xml_feedback_in_order() {
     let received = loop {
         let received = sim.get("/_sim/received").await;
         let received = received.as_array().unwrap().clone();
-        // 已受理, then 已转办 (or triage's silence), and 提级办理: clues escalate.
-        if received.len() >= 2 || Instant::now() > deadline {
+        // 已受理, then 已转办 (or triage's silence), and 提级办理: clues escalate. The
+        // escalation's callback may come after the others: wait for it, not for a count.
+        let escalated = received
+            .iter()
+            .any(|r| r["body"].as_str().is_some_and(|b| b.contains("提级办理")));
+        if (received.len() >= 2 && escalated) || Instant::now() > deadline {
             break received;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
