@@ -118,14 +118,20 @@ def routing_shares(rows):
             "wrong": round((len(rows) - right - triage) / n, 4), "triage": round(triage / n, 4)}
 
 
-def stream_halves(labels, replay_path):
-    """Routing in the first and the second half of the replay's output, in its order."""
+def routing_rows(labels, replay_path):
+    """(labeled department, decided department) per accepted line, in the output's order."""
     rows = []
     for line in open(replay_path, encoding="utf-8"):
         out = json.loads(line)
         label = labels.get(out["seq"])
         if label is not None and "error" not in out:
             rows.append((label["department"], out["department"]))
+    return rows
+
+
+def stream_halves(labels, replay_path):
+    """Routing in the first and the second half of the replay's output, in its order."""
+    rows = routing_rows(labels, replay_path)
     half = len(rows) // 2
     return {"first": routing_shares(rows[:half]), "second": routing_shares(rows[half:])}
 
@@ -168,12 +174,7 @@ def holdout(sample_path, departments):
                 run = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if run.returncode != 0:
                     sys.exit(f"quality.py: replay failed: {run.stderr.strip()}")
-                rows = []
-                for line in open(out, encoding="utf-8"):
-                    r = json.loads(line)
-                    label = labels.get(r["seq"])
-                    if label is not None and "error" not in r:
-                        rows.append((label["department"], r["department"]))
+                rows = routing_rows(labels, out)
                 half = len(rows) // 2
                 mine = [[row for row in part if row[0] == department]
                         for part in (rows[:half], rows[half:])]

@@ -4,7 +4,7 @@
 
 use crate::config::Loaded;
 use crate::dispatch::cases::{CaseState, DecisionContext, Outcome};
-use crate::dispatch::learning::{petition_text, Example, ExampleSource, Learner};
+use crate::dispatch::learning::{Example, Learner};
 use crate::dispatch::router::{Router, TRIAGE};
 use crate::normalize::normalize;
 use crate::normalize::schema::Schemas;
@@ -361,22 +361,13 @@ impl Pipeline<'_> {
         {
             let decided = case.routing.department.as_str();
             if decided != department {
-                let source = if decided == TRIAGE {
-                    ExampleSource::Center
-                } else {
-                    ExampleSource::Correction
-                };
-                let example = Example {
-                    case_id: outcome.case_id().to_string(),
-                    text: petition_text(petition),
-                    region: petition.location.region.code.clone(),
-                    channel: petition.channel.clone(),
-                    label: petition.category_label.clone(),
-                    department: department.to_string(),
-                    source,
-                    corrected_from: (decided != TRIAGE).then(|| decided.to_string()),
-                    at: petition.received_at.clone(),
-                };
+                let example = Example::assigned(
+                    outcome.case_id(),
+                    petition,
+                    department,
+                    (decided != TRIAGE).then_some(decided),
+                    petition.received_at.clone(),
+                );
                 learner.learn(example, router.list());
                 assigned = Some(department);
             }

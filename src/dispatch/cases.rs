@@ -318,7 +318,7 @@ impl CaseState {
         }
         let mut routing = router.route(petition);
         if let Some(learner) = ctx.learned {
-            let text = crate::dispatch::learning::petition_text(petition);
+            let text = || crate::dispatch::learning::petition_text(petition);
             let (label, region) = (
                 petition.category_label.as_deref(),
                 petition.location.region.code.as_str(),
@@ -326,9 +326,9 @@ impl CaseState {
             // The model decides what the list leaves to triage, and a decision on the
             // list's keywords alone that the center has corrected for petitions like it.
             let suggestion = match routing.rule {
-                Rule::NoMatch | Rule::Tie => learner.suggest(&text, label, region, router.list()),
-                Rule::Keywords if learner.overrides_corrected() => {
-                    learner.correction(&text, label, region, router.list(), &routing.department)
+                Rule::NoMatch | Rule::Tie => learner.suggest(&text(), label, region, router.list()),
+                Rule::Keywords if learner.may_correct(&routing.department, router.list()) => {
+                    learner.correction(&text(), label, region, router.list(), &routing.department)
                 }
                 _ => None,
             };

@@ -17,7 +17,7 @@
 use super::cases::{CaseLogEntry, CaseState, DecisionContext, Outcome, Rebuild, RebuildError};
 use super::dedupe::{DedupeSettings, MergeDecision};
 use super::learning::stream::SharedLearner;
-use super::learning::{petition_text, Example, ExampleSource};
+use super::learning::Example;
 use super::reload::{ActiveList, ListHandle};
 use super::router::{RoutingDecision, TRIAGE};
 use crate::config::{DispatcherSettings, KafkaSettings, TopicSettings};
@@ -1335,26 +1335,20 @@ fn center_example(
     }
     let to = status.to_department.clone()?;
     let petition: Petition = serde_json::from_value(petition?.clone()).ok()?;
-    let (source, corrected_from) = match before {
-        Some(TRIAGE) | None => (ExampleSource::Center, None),
-        Some(from) => (ExampleSource::Correction, Some(from.to_string())),
-    };
-    Some(Example {
-        case_id: status.case_id.clone(),
-        text: petition_text(&petition),
-        region: petition.location.region.code.clone(),
-        channel: petition.channel.clone(),
-        label: petition.category_label.clone(),
-        department: to,
-        source,
+    let corrected_from = before.filter(|b| *b != TRIAGE);
+    Some(Example::assigned(
+        &status.case_id,
+        &petition,
+        &to,
         corrected_from,
-        at: now.to_rfc3339(),
-    })
+        now.to_rfc3339(),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::learning::ExampleSource;
     use crate::dispatch::responsibility::ResponsibilityList;
     use crate::dispatch::router::Router;
     use crate::normalize::region::Gazetteer;

@@ -39,19 +39,10 @@ pub fn tokens(text: &str, label: Option<&str>) -> Vec<String> {
     out
 }
 
-/// FNV-1a, stable across processes: every instance hashes a token to the same column.
-pub fn column(token: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in token.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h as usize % DIMENSIONS
-}
-
-/// A token's column as stored (`u32`).
+/// A token's column: the FNV-1a hash the deduper uses too (stable across processes, so
+/// every instance puts a token in the same column), folded into [`DIMENSIONS`].
 pub fn column32(token: &str) -> u32 {
-    u32::try_from(column(token)).unwrap_or(u32::MAX)
+    crate::dispatch::dedupe::features::hash32(token.as_bytes()) % DIMENSIONS as u32
 }
 
 /// The tokens' columns, sorted and unique: what an example is compared by (nearest
@@ -63,31 +54,10 @@ pub fn columns(tokens: &[String]) -> Vec<u32> {
     cols
 }
 
-/// Jaccard index of two sorted, unique column lists.
-pub fn overlap(a: &[u32], b: &[u32]) -> f64 {
-    let (mut i, mut j, mut inter) = (0, 0, 0usize);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                inter += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    let union = a.len() + b.len() - inter;
-    if union == 0 {
-        0.0
-    } else {
-        inter as f64 / union as f64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::dedupe::features::similarity;
 
     #[test]
     fn words_bigrams_and_the_label_are_read() {
@@ -107,9 +77,9 @@ mod tests {
     fn columns_are_stable_sorted_and_unique() {
         let c = columns(&tokens("路灯坏了路灯坏了", None));
         assert!(c.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(column("w:路灯"), column("w:路灯"));
-        assert!(column("w:路灯") < DIMENSIONS);
-        assert_eq!(overlap(&c, &c), 1.0);
-        assert_eq!(overlap(&c, &[]), 0.0);
+        assert_eq!(column32("w:路灯"), column32("w:路灯"));
+        assert!((column32("w:路灯") as usize) < DIMENSIONS);
+        assert_eq!(similarity(&c, &c), 1.0);
+        assert_eq!(similarity(&c, &[]), 0.0);
     }
 }

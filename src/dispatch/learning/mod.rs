@@ -27,8 +27,9 @@
 pub mod features;
 pub mod stream;
 
+use super::dedupe::features::similarity as overlap;
 use super::responsibility::ResponsibilityList;
-use features::{columns, overlap, tokens, DIMENSIONS};
+use features::{columns, tokens, DIMENSIONS};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -64,6 +65,35 @@ pub struct Example {
     pub corrected_from: Option<String>,
     /// When the center assigned it (RFC 3339).
     pub at: String,
+}
+
+impl Example {
+    /// The center assigning `petition`'s case to `department`: out of triage the list left
+    /// it in (`corrected_from` none, source center), or away from `corrected_from` (a
+    /// correction). What the model reads is the petition's.
+    pub fn assigned(
+        case_id: &str,
+        petition: &crate::petition::Petition,
+        department: &str,
+        corrected_from: Option<&str>,
+        at: String,
+    ) -> Self {
+        let source = match corrected_from {
+            Some(_) => ExampleSource::Correction,
+            None => ExampleSource::Center,
+        };
+        Self {
+            case_id: case_id.to_string(),
+            text: petition_text(petition),
+            region: petition.location.region.code.clone(),
+            channel: petition.channel.clone(),
+            label: petition.category_label.clone(),
+            department: department.to_string(),
+            source,
+            corrected_from: corrected_from.map(str::to_string),
+            at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -185,8 +215,13 @@ impl Learner {
         }
     }
 
-    pub fn overrides_corrected(&self) -> bool {
+    /// Whether a decision the list's keywords took for `decided` is worth asking
+    /// [`Learner::correction`] about: corrections may override and the center corrected
+    /// that department at least once. One map lookup, so a keyword decision costs next
+    /// to nothing until the center corrects its department.
+    pub fn may_correct(&self, decided: &str, list: &ResponsibilityList) -> bool {
         self.settings.override_corrected
+            && self.corrected.contains_key(&Self::class_of(decided, list))
     }
 
     pub fn version(&self) -> u64 {
@@ -325,9 +360,6 @@ impl Learner {
         list: &ResponsibilityList,
         decided: &str,
     ) -> Option<Suggestion> {
-        if !self.corrected.contains_key(&Self::class_of(decided, list)) {
-            return None;
-        }
         self.suggest_unless(text, label, region, list, Some(decided))
     }
 

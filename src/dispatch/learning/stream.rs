@@ -8,6 +8,7 @@
 use super::{Example, Learner};
 use crate::config::{KafkaSettings, TopicSettings};
 use crate::dispatch::reload::ListHandle;
+use crate::dispatch::responsibility::ResponsibilityList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -55,11 +56,15 @@ pub fn read_seed(file: &std::path::Path) -> Result<Vec<Example>, ExamplesError> 
 }
 
 /// Applies one record of the topic: an example, or a tombstone.
-pub fn apply(learner: &mut Learner, key: Option<&[u8]>, payload: Option<&[u8]>, list: &ListHandle) {
-    let router_list = list.borrow().router.list().clone();
+pub fn apply(
+    learner: &mut Learner,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    list: &ResponsibilityList,
+) {
     match payload {
         Some(bytes) if !bytes.is_empty() => match serde_json::from_slice::<Example>(bytes) {
-            Ok(example) => learner.learn(example, &router_list),
+            Ok(example) => learner.learn(example, list),
             Err(e) => tracing::warn!(error = %e, "unreadable example skipped"),
         },
         _ => {
@@ -68,6 +73,46 @@ pub fn apply(learner: &mut Learner, key: Option<&[u8]>, payload: Option<&[u8]>, 
             }
         }
     }
+}
+
+/// A new model with the seed file's examples learned, if there is a seed.
+fn seeded(
+    settings: super::LearningSettings,
+    seed: Option<&std::path::Path>,
+    list: &ListHandle,
+) -> Result<Learner, ExamplesError> {
+    let mut learner = Learner::new(settings);
+    if let Some(file) = seed {
+        let active = list.borrow().clone();
+        for example in read_seed(file)? {
+            learner.learn(example, active.router.list());
+        }
+    }
+    Ok(learner)
+}
+
+/// A reader of committed records only (an aborted transaction teaches nothing), that
+/// commits nothing: every reader starts from the beginning.
+fn examples_consumer(
+    kafka: &KafkaSettings,
+    topics: &TopicSettings,
+    group: &str,
+) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
+    crate::kafka::consumer_config(kafka)
+        .set("group.id", topics.name(group))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+}
+
+/// The topic's one partition, from its first record.
+fn from_the_beginning(
+    consumer: &BaseConsumer,
+    topic: &str,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)
 }
 
 /// Follows the examples topic on a thread of its own until cancelled, learning each
@@ -113,34 +158,20 @@ fn read(
         topic: topic.clone(),
         source,
     };
-    let seeded = match seed {
-        Some(file) => read_seed(file)?,
-        None => Vec::new(),
-    };
-    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka)
-        .set("group.id", topics.name("examples-reader"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .map_err(fail)?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-        .map_err(fail)?;
-    consumer.assign(&tpl).map_err(fail)?;
+    let settings = learner.read().map(|l| l.settings).unwrap_or_default();
+    let fresh = seeded(settings, seed, list)?;
+    let consumer = examples_consumer(kafka, topics, "examples-reader").map_err(fail)?;
+    from_the_beginning(&consumer, &topic).map_err(fail)?;
     // Read from the start again: forget what an earlier attempt learned.
     if let Ok(mut l) = learner.write() {
-        let settings = l.settings;
-        *l = Learner::new(settings);
-        let current = list.borrow().router.list().clone();
-        for example in seeded {
-            l.learn(example, &current);
-        }
+        *l = fresh;
     }
     while !cancel.is_cancelled() {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                let active = list.borrow().clone();
                 if let Ok(mut l) = learner.write() {
-                    apply(&mut l, m.key(), m.payload(), list);
+                    apply(&mut l, m.key(), m.payload(), active.router.list());
                 }
             }
             Some(Err(e)) => return Err(fail(e)),
@@ -164,19 +195,8 @@ pub fn load(
         topic: topic.clone(),
         source,
     };
-    let mut learner = Learner::new(settings);
-    let current = list.borrow().router.list().clone();
-    if let Some(file) = seed {
-        for example in read_seed(file)? {
-            learner.learn(example, &current);
-        }
-    }
-    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka)
-        .set("group.id", topics.name("examples-lister"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .map_err(fail)?;
+    let mut learner = seeded(settings, seed, list)?;
+    let consumer = examples_consumer(kafka, topics, "examples-lister").map_err(fail)?;
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode as Code;
     let (low, high) = match consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10)) {
@@ -190,15 +210,13 @@ pub fn load(
     if high <= low {
         return Ok(learner);
     }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-        .map_err(fail)?;
-    consumer.assign(&tpl).map_err(fail)?;
+    from_the_beginning(&consumer, &topic).map_err(fail)?;
+    let active = list.borrow().clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m.map_err(fail)?;
-            apply(&mut learner, m.key(), m.payload(), list);
+            apply(&mut learner, m.key(), m.payload(), active.router.list());
         }
         // The position passes transaction markers too.
         let position = consumer.position().map_err(fail)?;
@@ -272,7 +290,8 @@ mod tests {
 
     #[test]
     fn records_teach_and_tombstones_forget() {
-        let list = list();
+        let handle = list();
+        let list = handle.borrow().router.list().clone();
         let mut learner = Learner::default();
         let bytes = serde_json::to_vec(&example("c1")).unwrap_or_default();
         apply(&mut learner, Some(b"c1"), Some(&bytes), &list);
