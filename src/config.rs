@@ -301,6 +301,10 @@ pub struct LedgerSettings {
     /// sees every case; a department only its own. Set keys through
     /// `GATEWAY__LEDGER__KEYS__<CODE>` in deployments.
     pub keys: BTreeMap<String, String>,
+    /// Where the ledger keeps its cases: `sqlite:PATH` (a relative path is resolved from
+    /// the configuration file's folder; the file is created) or `postgres://…` (set it
+    /// through `GATEWAY__LEDGER__DATABASE`: it may hold a password).
+    pub database: String,
 }
 
 impl Default for LedgerSettings {
@@ -308,6 +312,7 @@ impl Default for LedgerSettings {
         Self {
             enabled: true,
             keys: BTreeMap::new(),
+            database: "sqlite:ledger.sqlite".into(),
         }
     }
 }
@@ -657,6 +662,31 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigErrors> {
             "dispatcher.instance_id",
             format!("{id:?}: use letters, digits, '.', '_' and '-' only"),
         );
+    }
+
+    match crate::ledger::store::Backend::of(&settings.ledger.database) {
+        None => push(
+            "ledger.database",
+            format!(
+                "{:?} is neither sqlite:PATH nor postgres://USER@HOST/DATABASE",
+                crate::ledger::store::redact(&settings.ledger.database)
+            ),
+        ),
+        Some(crate::ledger::store::Backend::Sqlite) => {
+            let url = &settings.ledger.database;
+            let path = crate::ledger::store::sqlite_path(url);
+            if path.is_empty() {
+                push("ledger.database", "sqlite: needs a file path".into());
+            } else if !url.contains(":memory:") && Path::new(path).is_relative() {
+                let query = url.split_once('?').map(|(_, q)| q);
+                let absolute = resolve(&base, Path::new(path));
+                settings.ledger.database = match query {
+                    Some(q) => format!("sqlite://{}?{q}", absolute.display()),
+                    None => format!("sqlite://{}", absolute.display()),
+                };
+            }
+        }
+        Some(crate::ledger::store::Backend::Postgres) => {}
     }
 
     let gazetteer_file = resolve(&base, &settings.routing.gazetteer);

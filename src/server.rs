@@ -33,11 +33,16 @@ pub enum ServerError {
     Topics(#[from] TopicError),
     #[error("http client: {0}")]
     Http(String),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 impl ServerError {
     pub fn retryable(&self) -> bool {
-        matches!(self, ServerError::Listen { .. })
+        match self {
+            ServerError::Ledger(e) => e.retryable(),
+            other => matches!(other, ServerError::Listen { .. }),
+        }
     }
 }
 
@@ -90,7 +95,11 @@ pub async fn start(
         loaded.responsibility_text.clone(),
     );
     let ready = Arc::new(Readiness::default());
-    let ledger = crate::ledger::SharedLedger::default();
+    let ledger = if settings.ledger.enabled {
+        Some(crate::ledger::Ledger::open(&settings.ledger.database).await?)
+    } else {
+        None
+    };
     let ctx = Arc::new(IntakeContext {
         ledger: ledger.clone(),
         publisher: publisher.clone(),
@@ -101,7 +110,7 @@ pub async fn start(
         list: list_handle.clone(),
     });
     let mut router = app(ctx.clone(), &loaded.connectors);
-    if settings.ledger.enabled {
+    if let Some(ledger) = &ledger {
         router = router.merge(crate::ledger::api::routes(
             ledger.clone(),
             settings.ledger.keys.clone(),
@@ -257,10 +266,9 @@ pub async fn start(
         }));
     }
 
-    if settings.ledger.enabled {
+    if let Some(ledger) = ledger.clone() {
         let kafka = settings.kafka.clone();
         let topics = settings.topics.clone();
-        let ledger = ledger.clone();
         tasks.push(once_topics_exist(
             &cancel,
             &topics_ready,
@@ -330,7 +338,7 @@ pub async fn start(
         }
         // Status events and feedback reach the case's partition through the status
         // router, which finds the partition in the ledger.
-        if settings.ledger.enabled {
+        if let Some(ledger) = &ledger {
             let router = crate::lifecycle::status_router::StatusRouter::new(
                 &settings.kafka,
                 settings.topics.clone(),

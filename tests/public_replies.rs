@@ -96,9 +96,17 @@ async fn public_replies_and_open311_status_carry_no_personal_data() {
         .unwrap()
         .to_string();
     let (case_311, department_311) = department_of(&p, &request_id).await;
-    let status = open311
-        .control("/_sim/status", json!({"id": request_id}))
-        .await;
+    // The ledger stores what the dispatcher committed a moment later (its own reader).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = open311
+            .control("/_sim/status", json!({"id": request_id}))
+            .await;
+        if status["http_status"] != 404 || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(status["http_status"], 200, "{status}");
     assert_eq!(
         status["answer"][0]["service_request_id"],

@@ -33,8 +33,9 @@ pub struct IntakeContext {
     pub schemas: Arc<Schemas>,
     /// Set by the readiness probe once Kafka answers and the topics exist.
     pub ready: Arc<Readiness>,
-    /// The case ledger, for the status queries of channels that poll (Open311).
-    pub ledger: crate::ledger::SharedLedger,
+    /// The case ledger, for the status queries of channels that poll (Open311); `None`
+    /// when this instance serves no ledger.
+    pub ledger: Option<crate::ledger::Ledger>,
     /// The responsibility list in force, for discovery documents (Open311 services).
     pub list: ListHandle,
 }

@@ -1,9 +1,11 @@
 //! The ledger over HTTP: `GET /cases/{id}` and `GET /cases?department=&status=&overdue=
-//! &since=&page=&per_page=`. Every request names its caller with `X-Api-Key`: the center's
+//! &since=&until=&region=&category=&place=&page=&per_page=`. Every request names its caller with `X-Api-Key`: the center's
 //! key sees every case, a department's key only the cases routed to it now (another
 //! department's case answers 404, as if it did not exist).
 
-use super::view::{CaseView, SharedLedger};
+use super::store::{CaseFilter, CaseSummary};
+use super::view::CaseView;
+use super::Ledger;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,12 +24,12 @@ pub enum Caller {
 }
 
 pub struct LedgerApi {
-    ledger: SharedLedger,
+    ledger: Ledger,
     /// Department code (or `center`) → its key.
     keys: BTreeMap<String, String>,
 }
 
-pub fn routes(ledger: SharedLedger, keys: BTreeMap<String, String>) -> Router {
+pub fn routes(ledger: Ledger, keys: BTreeMap<String, String>) -> Router {
     let api = Arc::new(LedgerApi { ledger, keys });
     Router::new()
         .route("/cases", get(list))
@@ -63,18 +65,17 @@ fn visible(caller: &Caller, case: &CaseView) -> bool {
     }
 }
 
-fn summary(id: &str, c: &CaseView) -> Value {
-    let l = c.lifecycle.as_ref();
+fn summary(c: &CaseSummary) -> Value {
     json!({
-        "case_id": id,
-        "department": c.department(),
-        "status": c.phase(),
-        "overdue": c.overdue(),
-        "escalated": l.map_or(c.case["escalated"].clone(), |l| l["escalated"].clone()),
-        "deadline": l.map_or(Value::Null, |l| unix_to_rfc3339(&l["deadline"])),
-        "opened_at": c.case["dispatched_at"],
-        "region": c.case["region"],
-        "reports": c.reports.len(),
+        "case_id": c.case_id,
+        "department": c.department,
+        "status": c.phase,
+        "overdue": c.overdue,
+        "escalated": c.escalated,
+        "deadline": c.deadline.map_or(Value::Null, |d| unix_to_rfc3339(&json!(d))),
+        "opened_at": c.opened_at,
+        "region": c.region,
+        "reports": c.reports,
     })
 }
 
@@ -92,13 +93,11 @@ async fn one(
     let Some(caller) = api.caller(&headers) else {
         return error(StatusCode::UNAUTHORIZED, "a valid X-Api-Key is required");
     };
-    let Ok(ledger) = api.ledger.read() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the ledger is unavailable");
+    let case = match api.ledger.store().case(&id).await {
+        Ok(c) => c,
+        Err(e) => return unavailable(&e),
     };
-    let Some(case) = ledger
-        .case(&id)
-        .filter(|c| visible(&caller, c) && !c.case.is_null())
-    else {
+    let Some(case) = case.filter(|c| visible(&caller, c) && !c.case.is_null()) else {
         return error(StatusCode::NOT_FOUND, "no such case");
     };
     let mut record = case.case.clone();
@@ -108,7 +107,18 @@ async fn one(
     }
     let mut callbacks: Vec<&Value> = case.callbacks.values().collect();
     callbacks.sort_by(|a, b| a["finished_at"].as_str().cmp(&b["finished_at"].as_str()));
-    let mut body = summary(&id, case);
+    let l = case.lifecycle.as_ref();
+    let mut body = json!({
+        "case_id": id,
+        "department": case.department(),
+        "status": case.phase(),
+        "overdue": case.overdue(),
+        "escalated": l.map_or(case.case["escalated"].clone(), |l| l["escalated"].clone()),
+        "deadline": l.map_or(Value::Null, |l| unix_to_rfc3339(&l["deadline"])),
+        "opened_at": case.case["dispatched_at"],
+        "region": case.case["region"],
+        "reports": case.reports.len(),
+    });
     body["case"] = record;
     body["routing"] = case.case["routing"].clone();
     body["reports"] = Value::Array(case.reports.clone());
@@ -121,15 +131,43 @@ async fn one(
     Json(body).into_response()
 }
 
+/// The database failed: the caller may try again.
+fn unavailable(e: &super::LedgerError) -> Response {
+    tracing::warn!(error = %e, "ledger query failed");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the ledger is unavailable; try again",
+    )
+}
+
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     department: Option<String>,
     status: Option<String>,
     overdue: Option<bool>,
     /// RFC 3339: cases opened at or after.
     since: Option<String>,
-    page: Option<usize>,
-    per_page: Option<usize>,
+    /// RFC 3339: cases opened before.
+    until: Option<String>,
+    /// A street or county code.
+    region: Option<String>,
+    category: Option<String>,
+    /// The beginning of the address the case's first report named.
+    place: Option<String>,
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+const LIST_QUERY: &str = "query: department, status, overdue (true|false), since and until \
+    (RFC 3339), region, category, place (an address prefix), page, per_page";
+
+fn time(value: Option<&str>, name: &str) -> Result<Option<i64>, String> {
+    match value.map(chrono::DateTime::parse_from_rfc3339) {
+        None => Ok(None),
+        Some(Ok(t)) => Ok(Some(t.timestamp())),
+        Some(Err(_)) => Err(format!("{name}: not an RFC 3339 time")),
+    }
 }
 
 async fn list(
@@ -140,48 +178,49 @@ async fn list(
     let Some(caller) = api.caller(&headers) else {
         return error(StatusCode::UNAUTHORIZED, "a valid X-Api-Key is required");
     };
-    let Ok(Query(q)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "query: department, status, overdue (true|false), since (RFC 3339), page, per_page",
-        );
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("{}; {LIST_QUERY}", e.body_text()),
+            )
+        }
     };
-    let since = match q.since.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "since: not an RFC 3339 time"),
+    let (since, until) = match (
+        time(q.since.as_deref(), "since"),
+        time(q.until.as_deref(), "until"),
+    ) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(m), _) | (_, Err(m)) => return error(StatusCode::BAD_REQUEST, &m),
     };
     let per_page = q.per_page.unwrap_or(50).clamp(1, 500);
-    let page = q.page.unwrap_or(1).max(1);
-    let Ok(ledger) = api.ledger.read() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the ledger is unavailable");
+    let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    let department = match (&caller, q.department) {
+        (Caller::Center, d) => d,
+        // A department sees its own cases: asking for another's finds none.
+        (Caller::Department(own), Some(d)) if &d != own => {
+            return Json(json!({"cases": [], "page": page, "per_page": per_page, "total": 0}))
+                .into_response()
+        }
+        (Caller::Department(own), _) => Some(own.clone()),
     };
-    let mut hits: Vec<(&String, &CaseView)> = ledger
-        .cases()
-        .filter(|(_, c)| !c.case.is_null() && visible(&caller, c))
-        .filter(|(_, c)| q.department.as_deref().is_none_or(|d| c.department() == d))
-        .filter(|(_, c)| q.status.as_deref().is_none_or(|s| c.phase() == s))
-        .filter(|(_, c)| q.overdue.is_none_or(|o| c.overdue() == o))
-        .filter(|(_, c)| {
-            since.is_none_or(|s| {
-                c.case["dispatched_at"]
-                    .as_str()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .is_some_and(|t| t >= s)
-            })
-        })
-        .collect();
-    // Oldest first, so paging is stable while new cases arrive.
-    hits.sort_by(|a, b| {
-        (a.1.case["dispatched_at"].as_str(), a.0).cmp(&(b.1.case["dispatched_at"].as_str(), b.0))
-    });
-    let total = hits.len();
-    let cases: Vec<Value> = hits
-        .iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .map(|(id, c)| summary(id, c))
-        .collect();
-    Json(json!({"cases": cases, "page": page, "per_page": per_page, "total": total}))
-        .into_response()
+    let filter = CaseFilter {
+        department,
+        phase: q.status,
+        overdue: q.overdue,
+        since,
+        until,
+        region: q.region,
+        category: q.category,
+        place: q.place.filter(|p| !p.is_empty()),
+    };
+    match api.ledger.store().list(&filter, page, per_page).await {
+        Ok((cases, total)) => {
+            let cases: Vec<Value> = cases.iter().map(summary).collect();
+            Json(json!({"cases": cases, "page": page, "per_page": per_page, "total": total}))
+                .into_response()
+        }
+        Err(e) => unavailable(&e),
+    }
 }

@@ -3,7 +3,9 @@
 //! returned. The answers are public by the spec's design, so they carry no personal
 //! data: descriptions and notes are scrubbed, reporters are never named.
 
-use super::view::{CaseView, Ledger};
+use super::store::Open311Filter;
+use super::view::CaseView;
+use super::Ledger;
 use crate::intake::IntakeContext;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -107,23 +109,49 @@ fn department_names(ctx: &IntakeContext) -> impl Fn(&str) -> Option<String> {
 
 /// Requests of the Open311 channel only: another channel's petitions are not this
 /// channel's to see.
-fn open311_request<'l>(ledger: &'l Ledger, id: &str) -> Option<&'l CaseView> {
-    let case = ledger.case(ledger.case_of(id)?)?;
-    let report = case.reports.iter().find(|r| r["petition_id"] == id)?;
-    (report["channel"] == "open311").then_some(case)
+async fn open311_request(
+    ledger: &Ledger,
+    id: &str,
+) -> Result<Option<CaseView>, super::LedgerError> {
+    let store = ledger.store();
+    let Some(case_id) = store.case_of(id).await? else {
+        return Ok(None);
+    };
+    let case = store.case(&case_id).await?;
+    Ok(case.filter(|c| {
+        c.reports
+            .iter()
+            .any(|r| r["petition_id"] == id && r["channel"] == "open311")
+    }))
+}
+
+fn unavailable(e: &super::LedgerError) -> Response {
+    tracing::warn!(error = %e, "ledger query failed");
+    errors(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the ledger is unavailable; try again",
+    )
+}
+
+fn no_ledger() -> Response {
+    errors(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "status queries are not served here",
+    )
 }
 
 pub async fn one(State(ctx): State<Arc<IntakeContext>>, Path(file): Path<String>) -> Response {
     let Some(id) = file.strip_suffix(".json") else {
         return errors(StatusCode::NOT_FOUND, "only the .json format is served");
     };
-    let names = department_names(&ctx);
-    let Ok(ledger) = ctx.ledger.read() else {
-        return errors(StatusCode::SERVICE_UNAVAILABLE, "the ledger is unavailable");
+    let Some(ledger) = &ctx.ledger else {
+        return no_ledger();
     };
-    match open311_request(&ledger, id) {
-        Some(case) => Json(json!([service_request(id, case, &names)])).into_response(),
-        None => errors(StatusCode::NOT_FOUND, &format!("no service request {id}")),
+    let names = department_names(&ctx);
+    match open311_request(ledger, id).await {
+        Ok(Some(case)) => Json(json!([service_request(id, &case, &names)])).into_response(),
+        Ok(None) => errors(StatusCode::NOT_FOUND, &format!("no service request {id}")),
+        Err(e) => unavailable(&e),
     }
 }
 
@@ -166,42 +194,60 @@ pub async fn list(
             &format!("status: {s} is neither open nor closed"),
         );
     }
+    let Some(ledger) = &ctx.ledger else {
+        return no_ledger();
+    };
     let names = department_names(&ctx);
-    let Ok(ledger) = ctx.ledger.read() else {
-        return errors(StatusCode::SERVICE_UNAVAILABLE, "the ledger is unavailable");
+    let filter = Open311Filter {
+        service_code: q.service_code.clone(),
+        start: start.map(|s| s.timestamp()),
+        end: end.map(|e| e.timestamp()),
+        closed: q.status.as_deref().map(|s| s == "closed"),
     };
     let ids: Vec<String> = match &q.service_request_id {
-        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
-        None => ledger
-            .cases()
-            .flat_map(|(_, c)| c.reports.iter())
-            .filter(|r| r["channel"] == "open311")
-            .filter_map(|r| r["petition_id"].as_str().map(str::to_string))
+        Some(list) => list
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .take(MAX_REQUESTS)
             .collect(),
+        // The spec's cap on one answer.
+        None => match ledger
+            .store()
+            .open311_requests(&filter, MAX_REQUESTS as u32)
+            .await
+        {
+            Ok(ids) => ids,
+            Err(e) => return unavailable(&e),
+        },
     };
-    let mut out: Vec<Value> = ids
-        .iter()
-        .filter_map(|id| open311_request(&ledger, id).map(|c| service_request(id, c, &names)))
-        .filter(|r| q.status.as_deref().is_none_or(|s| r["status"] == s))
-        .filter(|r| {
-            q.service_code
+    let mut out = Vec::new();
+    for id in &ids {
+        match open311_request(ledger, id).await {
+            Ok(Some(case)) => out.push(service_request(id, &case, &names)),
+            Ok(None) => {}
+            Err(e) => return unavailable(&e),
+        }
+    }
+    // Ids asked for by name pass the same filters as a search.
+    out.retain(|r| {
+        let at = r["requested_datetime"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        q.status.as_deref().is_none_or(|s| r["status"] == s)
+            && q.service_code
                 .as_deref()
                 .is_none_or(|c| r["service_code"] == c)
-        })
-        .filter(|r| {
-            let at = r["requested_datetime"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            start.is_none_or(|s| at.is_some_and(|a| a >= s))
-                && end.is_none_or(|e| at.is_some_and(|a| a <= e))
-        })
-        .collect();
+            && start.is_none_or(|s| at.is_some_and(|a| a >= s))
+            && end.is_none_or(|e| at.is_some_and(|a| a <= e))
+    });
     out.sort_by(|a, b| {
         b["requested_datetime"]
             .as_str()
             .cmp(&a["requested_datetime"].as_str())
     });
-    // The spec's cap on one answer.
-    out.truncate(1000);
     Json(Value::Array(out)).into_response()
 }
+
+/// The spec's cap on one answer.
+const MAX_REQUESTS: usize = 1000;

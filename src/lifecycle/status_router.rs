@@ -11,7 +11,7 @@
 
 use crate::config::{KafkaSettings, TopicSettings};
 use crate::dispatch::reload::ListHandle;
-use crate::ledger::SharedLedger;
+use crate::ledger::Ledger;
 use crate::normalize::schema::Schemas;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -45,6 +45,9 @@ pub enum RouterError {
     /// batch is read again later rather than its events rejected as unknown.
     #[error("status router: the ledger is still catching up")]
     LedgerBehind,
+    /// The ledger's database did not answer: the batch is read again later.
+    #[error("status router: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 impl RouterError {
@@ -54,7 +57,9 @@ impl RouterError {
                 source: KafkaError::Transaction(e),
                 ..
             } => e.is_fatal(),
-            RouterError::Transaction { .. } | RouterError::LedgerBehind => false,
+            RouterError::Transaction { .. }
+            | RouterError::LedgerBehind
+            | RouterError::Ledger(_) => false,
             _ => true,
         }
     }
@@ -127,7 +132,7 @@ pub enum Routed {
 pub struct StatusRouter {
     kafka: KafkaSettings,
     topics: TopicSettings,
-    ledger: SharedLedger,
+    ledger: Ledger,
     list: ListHandle,
     schemas: Arc<Schemas>,
     transactional_id: String,
@@ -146,7 +151,7 @@ impl StatusRouter {
     pub fn new(
         kafka: &KafkaSettings,
         topics: TopicSettings,
-        ledger: SharedLedger,
+        ledger: Ledger,
         list: ListHandle,
         schemas: Arc<Schemas>,
         instance: &str,
@@ -162,11 +167,19 @@ impl StatusRouter {
         }
     }
 
-    /// Decides where one record goes. Pure apart from reading the ledger.
-    pub fn route(&self, topic: &str, origin: &str, payload: &[u8]) -> Routed {
-        let reject = |reason: &str, errors: Vec<Value>| Routed::Reject {
-            reason: reason.to_string(),
-            errors,
+    /// Decides where one record goes. Pure apart from reading the ledger, whose errors
+    /// are the only ones returned.
+    pub async fn route(
+        &self,
+        topic: &str,
+        origin: &str,
+        payload: &[u8],
+    ) -> Result<Routed, RouterError> {
+        let reject = |reason: &str, errors: Vec<Value>| {
+            Ok(Routed::Reject {
+                reason: reason.to_string(),
+                errors,
+            })
         };
         let Ok(value) = serde_json::from_slice::<Value>(payload) else {
             return reject(
@@ -174,10 +187,7 @@ impl StatusRouter {
                 vec![json!({"path": "", "message": "the record is not a JSON document"})],
             );
         };
-        let ledger = match self.ledger.read() {
-            Ok(l) => l,
-            Err(_) => return reject("the ledger is unavailable", vec![]),
-        };
+        let ledger = self.ledger.store();
         if topic == self.topics.name(&self.topics.feedback) {
             let petition_id = value["petition_id"].as_str().unwrap_or_default();
             let Some(satisfied) = value["payload"]["satisfied"].as_bool() else {
@@ -186,13 +196,13 @@ impl StatusRouter {
                     vec![json!({"path": "/payload/satisfied", "message": "must be true or false"})],
                 );
             };
-            let Some(case_id) = ledger.case_of(petition_id).map(str::to_string) else {
-                return Routed::Unknown {
+            let Some(case_id) = ledger.case_of(petition_id).await? else {
+                return Ok(Routed::Unknown {
                     case_id: petition_id.to_string(),
-                };
+                });
             };
-            let Some(case) = ledger.case(&case_id) else {
-                return Routed::Unknown { case_id };
+            let Some(case) = ledger.route(&case_id).await? else {
+                return Ok(Routed::Unknown { case_id });
             };
             let event = CaseEvent::Feedback {
                 case_id: case_id.clone(),
@@ -208,10 +218,10 @@ impl StatusRouter {
                 petition: case.petition.clone(),
                 origin: origin.to_string(),
             };
-            return Routed::Forward {
+            return Ok(Routed::Forward {
                 partition: case.partition,
                 event: serde_json::to_value(&event).unwrap_or_default(),
-            };
+            });
         }
         let errors = self.schemas.status_event_errors(&value);
         if !errors.is_empty() {
@@ -239,20 +249,20 @@ impl StatusRouter {
                 vec![json!({"path": "/department", "message": "unknown department"})],
             );
         }
-        let Some(case) = ledger.case(&event.case_id).filter(|c| !c.case.is_null()) else {
-            return Routed::Unknown {
+        let Some(case) = ledger.route(&event.case_id).await?.filter(|c| c.known) else {
+            return Ok(Routed::Unknown {
                 case_id: event.case_id,
-            };
+            });
         };
         let event = CaseEvent::Status {
             petition: case.petition.clone(),
             event,
             origin: origin.to_string(),
         };
-        Routed::Forward {
+        Ok(Routed::Forward {
             partition: case.partition,
             event: serde_json::to_value(&event).unwrap_or_default(),
-        }
+        })
     }
 
     pub async fn run(self, cancel: CancellationToken) {
@@ -313,7 +323,7 @@ impl StatusRouter {
                 continue;
             }
             if let Err(e) = self.transact(&consumer, &producer, &batch).await {
-                if matches!(e, RouterError::LedgerBehind) {
+                if matches!(e, RouterError::LedgerBehind | RouterError::Ledger(_)) {
                     // Nothing was begun: read the batch again once the ledger caught up.
                     tracing::warn!("status router waits for the ledger; the batch is read again");
                     rewind(&consumer, &batch).await?;
@@ -345,13 +355,14 @@ impl StatusRouter {
         producer: &FutureProducer,
         batch: &[OwnedMessage],
     ) -> Result<(), RouterError> {
-        let mut decisions: Vec<Routed> = batch
-            .iter()
-            .map(|m| {
-                let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
+        let mut decisions: Vec<Routed> = Vec::with_capacity(batch.len());
+        for m in batch {
+            let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
+            decisions.push(
                 self.route(m.topic(), &origin, m.payload().unwrap_or_default())
-            })
-            .collect();
+                    .await?,
+            );
+        }
         // A case committed a moment ago may not be in the ledger yet: wait until the
         // ledger has read everything committed before now, then decide again.
         if decisions
@@ -371,7 +382,10 @@ impl StatusRouter {
             for (d, m) in decisions.iter_mut().zip(batch) {
                 if matches!(d, Routed::Unknown { .. }) {
                     let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
-                    *d = match self.route(m.topic(), &origin, m.payload().unwrap_or_default()) {
+                    *d = match self
+                        .route(m.topic(), &origin, m.payload().unwrap_or_default())
+                        .await?
+                    {
                         Routed::Unknown { case_id } => Routed::Reject {
                             reason: format!("no case {case_id} (or no petition with that id)"),
                             errors: vec![json!({"path": "/case_id", "message": "unknown case"})],
@@ -514,7 +528,7 @@ mod tests {
     use crate::dispatch::responsibility::ResponsibilityList;
     use crate::normalize::region::Gazetteer;
 
-    fn router(ledger: SharedLedger) -> StatusRouter {
+    fn router(ledger: Ledger) -> StatusRouter {
         let root = env!("CARGO_MANIFEST_DIR");
         let g: Gazetteer = toml::from_str(
             &std::fs::read_to_string(format!("{root}/config/gazetteer.toml")).expect("gazetteer"),
@@ -542,29 +556,24 @@ mod tests {
         )
     }
 
-    fn ledger_with_case(partition: i32) -> SharedLedger {
-        let ledger = SharedLedger::default();
-        {
-            let mut l = ledger.write().expect("ledger");
-            l.apply(
+    async fn ledger_with_case(partition: i32) -> Ledger {
+        let ledger = Ledger::open("sqlite::memory:").await.expect("ledger");
+        let records: Vec<_> = [
+            json!({"type": "case", "case_id": "k1", "department": "water"}),
+            json!({"type": "report", "case_id": "k1", "petition_id": "p2"}),
+            json!({"type": "petition", "case_id": "k1", "petition": {"id": "k1"}}),
+        ]
+        .iter()
+        .filter_map(|v| {
+            crate::ledger::record::LedgerRecord::parse(
                 "petitions.cases",
                 "petitions.cases",
                 partition,
-                &json!({"type": "case", "case_id": "k1", "department": "water"}),
-            );
-            l.apply(
-                "petitions.cases",
-                "petitions.cases",
-                partition,
-                &json!({"type": "report", "case_id": "k1", "petition_id": "p2"}),
-            );
-            l.apply(
-                "petitions.cases",
-                "petitions.cases",
-                partition,
-                &json!({"type": "petition", "case_id": "k1", "petition": {"id": "k1"}}),
-            );
-        }
+                v,
+            )
+        })
+        .collect();
+        ledger.store().apply(&records, &[]).await.expect("applied");
         ledger
     }
 
@@ -575,13 +584,19 @@ mod tests {
         .into_bytes()
     }
 
-    #[test]
-    fn an_event_goes_to_the_partition_that_owns_its_case_with_the_petition() {
-        let r = router(ledger_with_case(2));
+    async fn route(r: &StatusRouter, topic: &str, payload: &[u8]) -> Routed {
+        r.route(topic, "o", payload)
+            .await
+            .expect("the ledger answers")
+    }
+
+    #[tokio::test]
+    async fn an_event_goes_to_the_partition_that_owns_its_case_with_the_petition() {
+        let r = router(ledger_with_case(2).await);
         let Routed::Forward {
             partition,
             event: e,
-        } = r.route("petitions.status", "o", &event("k1", "water"))
+        } = route(&r, "petitions.status", &event("k1", "water")).await
         else {
             panic!("not forwarded");
         };
@@ -594,7 +609,7 @@ mod tests {
         let Routed::Forward {
             partition,
             event: e,
-        } = r.route("petitions.feedback", "o", feedback.to_string().as_bytes())
+        } = route(&r, "petitions.feedback", feedback.to_string().as_bytes()).await
         else {
             panic!("feedback not forwarded");
         };
@@ -602,34 +617,35 @@ mod tests {
         assert_eq!(e["feedback"]["comment"], "没修好");
     }
 
-    #[test]
-    fn bad_or_unknown_events_are_refused_with_their_paths_or_wait() {
-        let r = router(ledger_with_case(0));
+    #[tokio::test]
+    async fn bad_or_unknown_events_are_refused_with_their_paths_or_wait() {
+        let r = router(ledger_with_case(0).await);
         assert_eq!(
-            r.route("petitions.status", "o", &event("nope", "water")),
+            route(&r, "petitions.status", &event("nope", "water")).await,
             Routed::Unknown {
                 case_id: "nope".into()
             }
         );
-        let Routed::Reject { errors, .. } = r.route("petitions.status", "o", &event("k1", "Nope!"))
+        let Routed::Reject { errors, .. } =
+            route(&r, "petitions.status", &event("k1", "Nope!")).await
         else {
             panic!("accepted a bad department code");
         };
         assert_eq!(errors[0]["path"], "/department");
         let Routed::Reject { reason, .. } =
-            r.route("petitions.status", "o", &event("k1", "no-such-dept"))
+            route(&r, "petitions.status", &event("k1", "no-such-dept")).await
         else {
             panic!("accepted an unknown department");
         };
         assert!(reason.contains("no-such-dept"), "{reason}");
         assert!(matches!(
-            r.route("petitions.status", "o", b"{"),
+            route(&r, "petitions.status", b"{").await,
             Routed::Reject { .. }
         ));
         let no_answer =
             json!({"channel": "city-app", "source_id": "T", "petition_id": "p2", "payload": {}});
         let Routed::Reject { errors, .. } =
-            r.route("petitions.feedback", "o", no_answer.to_string().as_bytes())
+            route(&r, "petitions.feedback", no_answer.to_string().as_bytes()).await
         else {
             panic!("feedback without an answer forwarded");
         };

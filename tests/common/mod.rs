@@ -23,6 +23,47 @@ pub fn bootstrap() -> String {
     std::env::var("PETITION_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
+/// The PostgreSQL server of `scripts/postgres` (`PETITION_LEDGER_POSTGRES` overrides).
+pub fn postgres_admin_url() -> String {
+    std::env::var("PETITION_LEDGER_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+}
+
+/// A new, empty PostgreSQL database on that server; its URL.
+pub fn postgres_database() -> String {
+    let admin = postgres_admin_url();
+    let name = format!(
+        "ledger_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let out = std::process::Command::new("psql")
+        .args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql runs (scripts/postgres installs it)");
+    assert!(
+        out.status.success(),
+        "cannot create a database on {admin} (is `scripts/postgres start` running?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+/// A test gateway's ledger database: an SQLite file beside its config, or with
+/// `PETITION_TEST_LEDGER=postgres` (scripts/test runs the ledger's end-to-end tests so
+/// once more) a new database on the PostgreSQL of `scripts/postgres`.
+pub fn ledger_database(name: &str) -> String {
+    match std::env::var("PETITION_TEST_LEDGER").as_deref() {
+        Ok("postgres") => postgres_database(),
+        Ok("sqlite") | Err(_) => format!("sqlite:{name}.sqlite"),
+        Ok(other) => panic!("PETITION_TEST_LEDGER={other}: sqlite or postgres"),
+    }
+}
+
 pub fn unique_prefix(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -358,7 +399,13 @@ group_id = "{prefix}dispatcher"
             }
         }
     }
-    let file = dir.path().join(format!("gateway-{}.toml", rand_suffix()));
+    let suffix = rand_suffix();
+    // Each instance its own ledger database (beside its config), as each its own host.
+    text.push_str(&format!(
+        "[ledger]\ndatabase = \"{}\"\n",
+        ledger_database(&format!("ledger-{suffix}"))
+    ));
+    let file = dir.path().join(format!("gateway-{suffix}.toml"));
     std::fs::write(&file, text).unwrap();
     TestConfig {
         prefix: prefix.to_string(),
