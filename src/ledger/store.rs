@@ -144,14 +144,19 @@ impl LedgerStore {
                     .idle_timeout(None)
                     .max_lifetime(None);
             } else {
-                let path = sqlite_path(url);
-                if let Some(parent) = std::path::Path::new(path).parent() {
-                    if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent).map_err(|source| LedgerError::Folder {
-                            url: url.into(),
-                            source,
-                        })?;
-                    }
+                // sqlx's `Any` reads the URL with the `url` crate, which would take the
+                // first folder of a relative path for a host: give it an absolute one.
+                let path = absolute(std::path::Path::new(sqlite_path(url)));
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|source| LedgerError::Folder {
+                        url: url.into(),
+                        source,
+                    })?;
+                }
+                connect_url = format!("sqlite://{}", path.display());
+                if let Some((_, query)) = url.split_once('?') {
+                    connect_url.push('?');
+                    connect_url.push_str(query);
                 }
                 if !url.contains("mode=") {
                     connect_url.push(if url.contains('?') { '&' } else { '?' });
@@ -640,6 +645,27 @@ pub fn sqlite_path(url: &str) -> &str {
     rest.split('?').next().unwrap_or(rest)
 }
 
+/// `path` from the root, without `.` and `..` (lexically: the file may not exist yet).
+pub fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut out = std::path::PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -666,6 +692,18 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite:state/ledger.db"), "state/ledger.db");
         assert_eq!(sqlite_path("sqlite:///tmp/l.db"), "/tmp/l.db");
+    }
+
+    #[test]
+    fn relative_paths_become_absolute_without_dot_segments() {
+        let p = absolute(std::path::Path::new("config/../.state/ledger.sqlite"));
+        assert!(p.is_absolute(), "{p:?}");
+        assert!(p.ends_with(".state/ledger.sqlite"), "{p:?}");
+        assert!(!p.to_string_lossy().contains(".."), "{p:?}");
+        assert_eq!(
+            absolute(std::path::Path::new("/a/b/../c/./d.db")),
+            std::path::PathBuf::from("/a/c/d.db")
+        );
     }
 
     #[test]
