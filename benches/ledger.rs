@@ -91,13 +91,14 @@ fn rfc3339(t: i64) -> String {
 }
 
 /// One case's records, as the dispatcher writes them (sizes close to the real ones).
-fn case_records(i: u64, rng: &mut Lcg) -> Vec<LedgerRecord> {
+fn case_records(i: u64, of: u64, rng: &mut Lcg) -> Vec<LedgerRecord> {
     let case_id = format!("case-{i:08}");
-    let opened = YEAR_START + (i as i64 * 31_536_000) / 2_300_000 % 31_536_000;
+    // Spread over the year, oldest first, however many cases the run writes.
+    let opened = YEAR_START + (i as i64 * 31_536_000) / of.max(1) as i64;
     let department = DEPARTMENTS[rng.below(12) as usize];
     let street = rng.below(40);
     let region = format!("3710020{street:02}");
-    let place = format!("环翠区第{street}街道{}号", rng.below(300));
+    let place = format!("环翠区第{street}街道{}号", rng.below(1000));
     let category = format!("C{:02}", rng.below(30));
     let partition = (i % 3) as i32;
     let reports = 1 + rng.below(8); // 4.5 on average, close to the sample's 4.8
@@ -190,7 +191,7 @@ async fn main() {
     let started = Instant::now();
     let mut offset = 0i64;
     for i in 0..cases {
-        for r in case_records(i, &mut rng) {
+        for r in case_records(i, cases, &mut rng) {
             if matches!(r, LedgerRecord::Report { .. }) {
                 reports += 1;
             }
@@ -279,7 +280,7 @@ async fn main() {
         ),
         (
             "place (prefix)",
-            Box::new(|r| format!("/cases?place=环翠区第{}街道{}号", r.below(40), r.below(300))),
+            Box::new(|r| format!("/cases?place=环翠区第{}街道{}", r.below(40), r.below(10))),
         ),
         (
             "page 100 of everything",
