@@ -19,6 +19,8 @@ CREATE TABLE ledger_source (
     topics TEXT NOT NULL
 );
 
+-- One row per case with what the queries filter on: narrow, so that scans and counts
+-- touch little. The records themselves are in case_documents.
 CREATE TABLE cases (
     case_id TEXT PRIMARY KEY,
     -- The petitions.cases partition: the dispatcher partition that owns the case.
@@ -28,15 +30,22 @@ CREATE TABLE cases (
     phase TEXT NOT NULL DEFAULT 'dispatched',
     overdue BIGINT NOT NULL DEFAULT 0,
     escalated BIGINT NOT NULL DEFAULT 0,
+    has_lifecycle BIGINT NOT NULL DEFAULT 0,
     -- Unix seconds.
     deadline BIGINT,
     opened_at TEXT,
+    -- NULL until the case record arrived (a report or lifecycle may come first): only
+    -- cases with it are listed.
     opened_unix BIGINT,
     region TEXT,
     category TEXT,
     -- The address the first report named, for "the same place" queries (prefix match).
-    place TEXT,
-    -- The records as published (JSON); case_record is NULL until the case record arrived.
+    place TEXT
+);
+
+-- The records as published (JSON text).
+CREATE TABLE case_documents (
+    case_id TEXT PRIMARY KEY,
     case_record TEXT,
     lifecycle TEXT,
     petition TEXT
@@ -57,13 +66,14 @@ CREATE TABLE callbacks (
     record TEXT NOT NULL
 );
 
--- The ledger's queries: every filter of GET /cases ends in the paging order.
+-- The ledger's queries: every filter of GET /cases, then its paging order.
 CREATE INDEX cases_by_time ON cases (opened_unix, case_id);
-CREATE INDEX cases_by_department ON cases (department, phase, opened_unix);
-CREATE INDEX cases_by_phase ON cases (phase, opened_unix);
-CREATE INDEX cases_by_overdue ON cases (overdue, opened_unix);
-CREATE INDEX cases_by_region ON cases (region, opened_unix);
-CREATE INDEX cases_by_category ON cases (category, opened_unix);
+CREATE INDEX cases_by_department ON cases (department, opened_unix, case_id);
+CREATE INDEX cases_by_department_phase ON cases (department, phase, opened_unix, case_id);
+CREATE INDEX cases_by_phase ON cases (phase, opened_unix, case_id);
+CREATE INDEX cases_by_overdue ON cases (overdue, opened_unix, case_id);
+CREATE INDEX cases_by_region ON cases (region, opened_unix, case_id);
+CREATE INDEX cases_by_category ON cases (category, opened_unix, case_id);
 CREATE INDEX cases_by_place ON cases (place);
 CREATE INDEX reports_by_case ON reports (case_id);
 CREATE INDEX reports_by_channel ON reports (channel, reported_unix);

@@ -382,3 +382,39 @@ async fn a_department_sees_its_own_cases_only_over_http() {
         ledger.store().close().await;
     }
 }
+
+#[tokio::test]
+async fn a_list_counts_up_to_the_cap_and_says_so() {
+    use petition_gateway::ledger::store::COUNT_CAP;
+    let dir = tempfile::tempdir().unwrap();
+    for url in databases(&dir) {
+        let ledger = Ledger::open(&url).await.unwrap();
+        let cases: Vec<(i32, Value)> = (0..COUNT_CAP + 3)
+            .map(|i| {
+                (
+                    0,
+                    case(
+                        &format!("c{i:06}"),
+                        "water",
+                        "2026-11-24T10:00:00+08:00",
+                        "r",
+                        "C",
+                        "x",
+                    ),
+                )
+            })
+            .collect();
+        ledger.store().apply(&records(&cases), &[]).await.unwrap();
+        let base = serve(ledger.clone()).await;
+        let (status, body) = get(&format!("{base}/cases?per_page=2"), "center-key-1").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["total"], COUNT_CAP, "{url}");
+        assert_eq!(body["total_capped"], true, "{url}");
+        let (_, few) = get(&format!("{base}/cases?department=housing"), "center-key-1").await;
+        assert_eq!(
+            (few["total"].clone(), few["total_capped"].clone()),
+            (json!(0), json!(false))
+        );
+        ledger.store().close().await;
+    }
+}

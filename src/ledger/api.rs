@@ -1,9 +1,10 @@
 //! The ledger over HTTP: `GET /cases/{id}` and `GET /cases?department=&status=&overdue=
-//! &since=&until=&region=&category=&place=&page=&per_page=`. Every request names its caller with `X-Api-Key`: the center's
+//! &since=&until=&region=&category=&place=&page=&per_page=` (`total` counts up to
+//! 10,000 cases; `total_capped` says there are more). Every request names its caller with `X-Api-Key`: the center's
 //! key sees every case, a department's key only the cases routed to it now (another
 //! department's case answers 404, as if it did not exist).
 
-use super::store::{CaseFilter, CaseSummary};
+use super::store::{CaseFilter, CaseSummary, COUNT_CAP};
 use super::view::CaseView;
 use super::Ledger;
 use axum::extract::{Path, Query, State};
@@ -218,8 +219,10 @@ async fn list(
     match api.ledger.store().list(&filter, page, per_page).await {
         Ok((cases, total)) => {
             let cases: Vec<Value> = cases.iter().map(summary).collect();
-            Json(json!({"cases": cases, "page": page, "per_page": per_page, "total": total}))
-                .into_response()
+            let capped = total > COUNT_CAP;
+            Json(json!({"cases": cases, "page": page, "per_page": per_page,
+                "total": total.min(COUNT_CAP), "total_capped": capped}))
+            .into_response()
         }
         Err(e) => unavailable(&e),
     }

@@ -236,6 +236,7 @@ impl LedgerStore {
         let mut tx = self.pool.begin().await?;
         for table in [
             "cases",
+            "case_documents",
             "reports",
             "callbacks",
             "ledger_offsets",
@@ -294,8 +295,8 @@ impl LedgerStore {
     /// Where the case's events go.
     pub async fn route(&self, case_id: &str) -> Result<Option<CaseRoute>, LedgerError> {
         let Some(row) = sqlx::query(
-            "SELECT part, case_record IS NOT NULL AS known, petition FROM cases \
-             WHERE case_id = $1",
+            "SELECT c.part, c.opened_unix IS NOT NULL AS known, d.petition FROM cases c \
+             LEFT JOIN case_documents d ON d.case_id = c.case_id WHERE c.case_id = $1",
         )
         .bind(case_id)
         .fetch_optional(&self.pool)
@@ -313,7 +314,8 @@ impl LedgerStore {
     /// Everything the ledger knows about one case.
     pub async fn case(&self, case_id: &str) -> Result<Option<CaseView>, LedgerError> {
         let Some(row) = sqlx::query(
-            "SELECT part, case_record, lifecycle, petition FROM cases WHERE case_id = $1",
+            "SELECT c.part, d.case_record, d.lifecycle, d.petition FROM cases c \
+             LEFT JOIN case_documents d ON d.case_id = c.case_id WHERE c.case_id = $1",
         )
         .bind(case_id)
         .fetch_optional(&self.pool)
@@ -352,14 +354,15 @@ impl LedgerStore {
         }))
     }
 
-    /// One page of the cases `filter` selects, oldest first, and how many it selects.
+    /// One page of the cases `filter` selects, oldest first, and how many it selects
+    /// (counted up to [`COUNT_CAP`] + 1).
     pub async fn list(
         &self,
         filter: &CaseFilter,
         page: u32,
         per_page: u32,
     ) -> Result<(Vec<CaseSummary>, i64), LedgerError> {
-        let mut clauses = vec!["case_record IS NOT NULL".to_string()];
+        let mut clauses = vec!["opened_unix IS NOT NULL".to_string()];
         let mut binds = Vec::new();
         let mut add = |clause: &str, bind: Bind| {
             binds.push(bind);
@@ -393,7 +396,11 @@ impl LedgerStore {
             add("place < ?", Bind::Text(format!("{p}\u{10FFFF}")));
         }
         let conditions = clauses.join(" AND ");
-        let count_sql = format!("SELECT COUNT(*) AS n FROM cases WHERE {conditions}");
+        // Counted up to a cap: an exact count of a year's cases would read them all.
+        let count_sql = format!(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM cases WHERE {conditions} LIMIT {}) hits",
+            COUNT_CAP + 1
+        );
         let page_sql = format!(
             "SELECT case_id, department, phase, overdue, escalated, deadline, opened_at, region, \
              (SELECT COUNT(*) FROM reports r WHERE r.case_id = cases.case_id) AS reports \
@@ -507,29 +514,30 @@ async fn apply_one(
             // A lifecycle read earlier knows better who works on the case now.
             sqlx::query(
                 "INSERT INTO cases (case_id, part, department, escalated, opened_at, opened_unix, \
-                 region, category, place, case_record) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 region, category, place) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (case_id) DO UPDATE SET part = excluded.part, \
-                 department = CASE WHEN cases.lifecycle IS NULL THEN excluded.department \
+                 department = CASE WHEN cases.has_lifecycle = 0 THEN excluded.department \
                    ELSE cases.department END, \
-                 escalated = CASE WHEN cases.lifecycle IS NULL THEN excluded.escalated \
+                 escalated = CASE WHEN cases.has_lifecycle = 0 THEN excluded.escalated \
                    ELSE cases.escalated END, \
                  opened_at = excluded.opened_at, opened_unix = excluded.opened_unix, \
                  region = excluded.region, category = excluded.category, \
-                 place = excluded.place, case_record = excluded.case_record",
+                 place = excluded.place",
             )
             .bind(case_id.as_str())
             .bind(i64::from(*partition))
             .bind(department.as_str())
             .bind(int(*escalated))
             .bind(opened_at.as_deref())
-            .bind(*opened_unix)
+            // A case without a readable opening time is still listed (as the oldest).
+            .bind(opened_unix.unwrap_or(0))
             .bind(region.as_deref())
             .bind(category.as_deref())
             .bind(place.as_deref())
-            .bind(json.as_str())
             .execute(&mut **tx)
             .await?;
+            document(tx, case_id, "case_record", json).await?;
         }
         LedgerRecord::Report {
             petition_id,
@@ -560,15 +568,8 @@ async fn apply_one(
             partition,
             json,
         } => {
-            sqlx::query(
-                "INSERT INTO cases (case_id, part, petition) VALUES ($1, $2, $3) \
-                 ON CONFLICT (case_id) DO UPDATE SET petition = excluded.petition",
-            )
-            .bind(case_id.as_str())
-            .bind(i64::from(*partition))
-            .bind(json.as_str())
-            .execute(&mut **tx)
-            .await?;
+            placeholder(tx, case_id, *partition).await?;
+            document(tx, case_id, "petition", json).await?;
         }
         LedgerRecord::Lifecycle {
             case_id,
@@ -582,11 +583,11 @@ async fn apply_one(
         } => {
             sqlx::query(
                 "INSERT INTO cases (case_id, part, department, phase, overdue, escalated, \
-                 deadline, lifecycle) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 deadline, has_lifecycle) VALUES ($1, $2, $3, $4, $5, $6, $7, 1) \
                  ON CONFLICT (case_id) DO UPDATE SET department = excluded.department, \
                  phase = excluded.phase, overdue = excluded.overdue, \
                  escalated = excluded.escalated, deadline = excluded.deadline, \
-                 lifecycle = excluded.lifecycle",
+                 has_lifecycle = 1",
             )
             .bind(case_id.as_str())
             .bind(i64::from(*partition))
@@ -595,9 +596,9 @@ async fn apply_one(
             .bind(int(*overdue))
             .bind(int(*escalated))
             .bind(*deadline)
-            .bind(json.as_str())
             .execute(&mut **tx)
             .await?;
+            document(tx, case_id, "lifecycle", json).await?;
         }
         LedgerRecord::Callback {
             callback_id,
@@ -619,6 +620,27 @@ async fn apply_one(
             .await?;
         }
     }
+    Ok(())
+}
+
+/// How many cases a list counts at most (`total_capped` beyond).
+pub const COUNT_CAP: i64 = 10_000;
+
+/// Stores one of a case's documents (`column` is one of ours, never input).
+async fn document(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    case_id: &str,
+    column: &str,
+    json: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO case_documents (case_id, {column}) VALUES ($1, $2) \
+         ON CONFLICT (case_id) DO UPDATE SET {column} = excluded.{column}"
+    ))
+    .bind(case_id)
+    .bind(json)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
