@@ -94,6 +94,8 @@ async fn records_in_any_order_make_one_case_and_applying_them_again_changes_noth
             ("housing", "accepted", true),
             "{url}"
         );
+        // A lifecycle written before history records carried its history inside.
+        assert_eq!(c.history, [json!({"status": "accepted"})], "{url}");
         assert_eq!(store.case_of("p2").await.unwrap().as_deref(), Some("k1"));
         let (page, total) = store.list(&CaseFilter::default(), 1, 10).await.unwrap();
         assert_eq!(total, 1, "{url}");
@@ -122,6 +124,73 @@ async fn records_in_any_order_make_one_case_and_applying_them_again_changes_noth
             1,
             "{url}"
         );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn history_records_make_the_case_history_in_order_once_whatever_order_they_come_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |status: &str| json!({"status": status, "at": 1, "by": "gateway"});
+    for url in databases(&dir) {
+        let ledger = Ledger::open(&url).await.unwrap();
+        let store = ledger.store();
+        let later = records(&[(
+            0,
+            json!({"type": "history", "case_id": "h1", "from": 3,
+                "entries": [entry("accepted"), entry("resolved")]}),
+        )]);
+        let first = records(&[
+            (
+                0,
+                case(
+                    "h1",
+                    "water",
+                    "2026-11-24T10:00:00+08:00",
+                    "r1",
+                    "C1",
+                    "解放路1号",
+                ),
+            ),
+            (
+                0,
+                json!({"type": "history", "case_id": "h1", "from": 0,
+                    "entries": [entry("received"), entry("accepted"), entry("dispatched")]}),
+            ),
+            (
+                0,
+                json!({"type": "lifecycle", "case_id": "h1", "phase": "resolved",
+                    "department": "water", "history_len": 5, "sources": []}),
+            ),
+        ]);
+        store.apply(&later, &[]).await.unwrap();
+        store.apply(&first, &[]).await.unwrap();
+        store.apply(&later, &[]).await.unwrap();
+        store.apply(&first, &[]).await.unwrap();
+        let c = store.case("h1").await.unwrap().expect("the case");
+        let statuses: Vec<&str> = c
+            .history
+            .iter()
+            .map(|h| h["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            statuses,
+            ["received", "accepted", "dispatched", "accepted", "resolved"],
+            "{url}"
+        );
+        // Another case's history is not this one's.
+        store
+            .apply(
+                &records(&[(
+                    0,
+                    json!({"type": "history", "case_id": "h2", "from": 0,
+                        "entries": [entry("received")]}),
+                )]),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.case("h1").await.unwrap().unwrap().history.len(), 5);
         store.close().await;
     }
 }

@@ -499,7 +499,9 @@ impl CaseState {
         }
     }
 
-    fn apply_lifecycle(&mut self, l: Lifecycle) {
+    fn apply_lifecycle(&mut self, mut l: Lifecycle) {
+        // The history is the ledger's: entries not yet written are not kept either.
+        l.unwritten = Vec::new();
         let case = id_key(&l.case_id);
         // Escalated by the center or the clock: a later report does not escalate it again.
         if l.escalated {
@@ -624,6 +626,10 @@ impl Rebuild {
     pub fn record(&mut self, key: &[u8], payload: &[u8]) -> Result<(), RebuildError> {
         if key.starts_with(LIFECYCLE_KEY_PREFIX.as_bytes()) {
             self.lifecycles.insert(key.into(), payload.into());
+            return Ok(());
+        }
+        // A case's history is the ledger's; deciding needs only the lifecycle's count.
+        if key.starts_with(crate::lifecycle::machine::HISTORY_KEY_PREFIX.as_bytes()) {
             return Ok(());
         }
         if self.collected.is_none() && payload.starts_with(CASE_TAG) {
@@ -965,7 +971,7 @@ mod tests {
             reporter_name: None,
             joined_at: 1,
         };
-        let (lifecycle, _) = crate::lifecycle::Lifecycle::opened(
+        let (mut lifecycle, _) = crate::lifecycle::Lifecycle::opened(
             &all[0].id,
             "triage",
             None,
@@ -973,6 +979,8 @@ mod tests {
             source.clone(),
             1,
         );
+        // As written: the entries went out in a history record of their own.
+        lifecycle.take_unwritten();
         log.push(CaseLogEntry::Lifecycle(lifecycle.clone()));
 
         // Lifecycle records without a key do not replace each other.
@@ -1067,8 +1075,9 @@ mod tests {
             reporter_name: None,
             joined_at: 1,
         };
-        let (lifecycle, _) =
+        let (mut lifecycle, _) =
             crate::lifecycle::Lifecycle::opened(&all[0].id, "triage", None, false, source, 1);
+        lifecycle.take_unwritten();
         entries.push(CaseLogEntry::Lifecycle(lifecycle));
         for e in &entries {
             let bytes = serde_json::to_vec(e).expect("encodes");

@@ -852,7 +852,7 @@ impl Dispatcher {
         producer: &FutureProducer,
         partition: i32,
         state: &mut CaseState,
-        lifecycle: Lifecycle,
+        mut lifecycle: Lifecycle,
         fx: &Effects,
         petition: Option<&Value>,
         list: &ActiveList,
@@ -887,8 +887,22 @@ impl Dispatcher {
             let topic = self.topics.name(&self.topics.alerts);
             self.send(producer, &topic, None, &lifecycle.case_id, &value, None)?;
         }
-        let entry = CaseLogEntry::Lifecycle(lifecycle);
         let cases_topic = self.topics.name(&self.topics.cases);
+        if let Some(history) = lifecycle.take_unwritten() {
+            let record = serde_json::json!({
+                "type": "history", "case_id": history.case_id, "from": history.from,
+                "entries": history.entries,
+            });
+            self.send(
+                producer,
+                &cases_topic,
+                Some(partition),
+                &history.key(),
+                &record,
+                None,
+            )?;
+        }
+        let entry = CaseLogEntry::Lifecycle(lifecycle);
         self.send(
             producer,
             &cases_topic,
@@ -1216,7 +1230,7 @@ fn assignment_record(
     petition: Option<&Value>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Value {
-    let last = lifecycle.history.last();
+    let last = lifecycle.last.as_ref();
     serde_json::json!({
         "type": RecordKind::Assignment,
         "case_id": lifecycle.case_id,
@@ -1311,13 +1325,7 @@ fn assigned_away_from(lifecycle: &Lifecycle) -> Option<String> {
     if lifecycle.department != TRIAGE {
         return Some(lifecycle.department.clone());
     }
-    lifecycle
-        .history
-        .iter()
-        .rev()
-        .find(|h| matches!(h.status.as_str(), "dispatched" | "reassigned" | "returned"))
-        .filter(|h| h.status == "returned")
-        .map(|h| h.by.clone())
+    lifecycle.returned_by.clone()
 }
 
 /// The example a center's assignment teaches: the center (`department` "center") moving

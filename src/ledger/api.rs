@@ -125,7 +125,7 @@ async fn one(
     body["reports"] = Value::Array(case.reports.clone());
     body["petition"] = case.petition.clone().unwrap_or(Value::Null);
     if let Some(l) = &case.lifecycle {
-        body["history"] = l["history"].clone();
+        body["history"] = json!(case.history);
         body["sources"] = l["sources"].clone();
     }
     body["callbacks"] = json!(callbacks);

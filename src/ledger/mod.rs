@@ -9,6 +9,7 @@ pub mod reader;
 pub mod record;
 pub mod store;
 pub mod view;
+pub mod write;
 
 pub use reader::{spawn_reader, wait_caught_up};
 pub use store::{LedgerError, LedgerStore};

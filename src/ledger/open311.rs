@@ -49,11 +49,7 @@ fn service_request(
     let petition = case.petition.as_ref();
     let first = case.case["case_id"] == petition_id;
     let phase = case.phase();
-    let history = case
-        .lifecycle
-        .as_ref()
-        .and_then(|l| l["history"].as_array().cloned())
-        .unwrap_or_default();
+    let history = &case.history;
     let last = history.last();
     // The department's latest words (its result), not the gateway's own notes.
     let note = history

@@ -42,6 +42,12 @@ pub enum LedgerRecord {
         deadline: Option<i64>,
         json: String,
     },
+    /// One move's history entries (JSON text each), from position `from`.
+    History {
+        case_id: String,
+        from: i64,
+        entries: Vec<String>,
+    },
     /// A callback's final delivery record.
     Callback {
         callback_id: String,
@@ -111,6 +117,15 @@ impl LedgerRecord {
                 case_id,
                 partition,
                 json,
+            },
+            "history" => LedgerRecord::History {
+                from: value["from"].as_i64()?,
+                entries: value["entries"]
+                    .as_array()?
+                    .iter()
+                    .map(Value::to_string)
+                    .collect(),
+                case_id,
             },
             _ => return None,
         })

@@ -6,6 +6,7 @@
 
 use super::record::LedgerRecord;
 use super::view::CaseView;
+use super::write::{Cell, Plan, ROWS_PER_STATEMENT};
 use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -239,6 +240,7 @@ impl LedgerStore {
             "case_documents",
             "reports",
             "callbacks",
+            "case_history",
             "ledger_offsets",
             "ledger_source",
         ] {
@@ -262,8 +264,19 @@ impl LedgerStore {
         positions: &[((String, i32), i64)],
     ) -> Result<(), LedgerError> {
         let mut tx = self.pool.begin().await?;
-        for record in records {
-            apply_one(&mut tx, record).await?;
+        let plan = Plan::of(records);
+        for (statement, rows) in plan.statements() {
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let sql = statement.sql(chunk.len());
+                let mut query = sqlx::query(&sql);
+                for cell in chunk.iter().flatten() {
+                    query = match cell {
+                        Cell::Text(t) => query.bind(*t),
+                        Cell::Int(i) => query.bind(*i),
+                    };
+                }
+                query.execute(&mut *tx).await?;
+            }
         }
         for ((topic, partition), next) in positions {
             sqlx::query(
@@ -332,6 +345,13 @@ impl LedgerStore {
         .into_iter()
         .filter_map(|r| json(r.try_get("record").ok()))
         .collect();
+        let history = sqlx::query("SELECT entry FROM case_history WHERE case_id = $1 ORDER BY seq")
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .filter_map(|r| json(r.try_get("entry").ok()))
+            .collect();
         let callbacks = sqlx::query("SELECT callback_id, record FROM callbacks WHERE case_id = $1")
             .bind(case_id)
             .fetch_all(&self.pool)
@@ -344,14 +364,18 @@ impl LedgerStore {
                 ))
             })
             .collect();
-        Ok(Some(CaseView {
-            partition: row.try_get::<i64, _>("part")? as i32,
-            case: json(row.try_get("case_record")?).unwrap_or(Value::Null),
-            lifecycle: json(row.try_get("lifecycle")?),
-            petition: json(row.try_get("petition")?),
-            reports,
-            callbacks,
-        }))
+        Ok(Some(
+            CaseView {
+                partition: row.try_get::<i64, _>("part")? as i32,
+                case: json(row.try_get("case_record")?).unwrap_or(Value::Null),
+                lifecycle: json(row.try_get("lifecycle")?),
+                petition: json(row.try_get("petition")?),
+                reports,
+                history,
+                callbacks,
+            }
+            .with_legacy_history(),
+        ))
     }
 
     /// One page of the cases `filter` selects, oldest first, and how many it selects
@@ -494,171 +518,8 @@ fn truthy(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
     }
 }
 
-async fn apply_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    record: &LedgerRecord,
-) -> Result<(), sqlx::Error> {
-    match record {
-        LedgerRecord::Case {
-            case_id,
-            partition,
-            department,
-            escalated,
-            opened_at,
-            opened_unix,
-            region,
-            category,
-            place,
-            json,
-        } => {
-            // A lifecycle read earlier knows better who works on the case now.
-            sqlx::query(
-                "INSERT INTO cases (case_id, part, department, escalated, opened_at, opened_unix, \
-                 region, category, place) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (case_id) DO UPDATE SET part = excluded.part, \
-                 department = CASE WHEN cases.has_lifecycle = 0 THEN excluded.department \
-                   ELSE cases.department END, \
-                 escalated = CASE WHEN cases.has_lifecycle = 0 THEN excluded.escalated \
-                   ELSE cases.escalated END, \
-                 opened_at = excluded.opened_at, opened_unix = excluded.opened_unix, \
-                 region = excluded.region, category = excluded.category, \
-                 place = excluded.place",
-            )
-            .bind(case_id.as_str())
-            .bind(i64::from(*partition))
-            .bind(department.as_str())
-            .bind(int(*escalated))
-            .bind(opened_at.as_deref())
-            // A case without a readable opening time is still listed (as the oldest).
-            .bind(opened_unix.unwrap_or(0))
-            .bind(region.as_deref())
-            .bind(category.as_deref())
-            .bind(place.as_deref())
-            .execute(&mut **tx)
-            .await?;
-            document(tx, case_id, "case_record", json).await?;
-        }
-        LedgerRecord::Report {
-            petition_id,
-            case_id,
-            partition,
-            channel,
-            reported_unix,
-            json,
-        } => {
-            placeholder(tx, case_id, *partition).await?;
-            sqlx::query(
-                "INSERT INTO reports (petition_id, case_id, channel, reported_unix, record) \
-                 VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (petition_id) DO UPDATE SET case_id = excluded.case_id, \
-                 channel = excluded.channel, reported_unix = excluded.reported_unix, \
-                 record = excluded.record",
-            )
-            .bind(petition_id.as_str())
-            .bind(case_id.as_str())
-            .bind(channel.as_str())
-            .bind(*reported_unix)
-            .bind(json.as_str())
-            .execute(&mut **tx)
-            .await?;
-        }
-        LedgerRecord::Petition {
-            case_id,
-            partition,
-            json,
-        } => {
-            placeholder(tx, case_id, *partition).await?;
-            document(tx, case_id, "petition", json).await?;
-        }
-        LedgerRecord::Lifecycle {
-            case_id,
-            partition,
-            department,
-            phase,
-            overdue,
-            escalated,
-            deadline,
-            json,
-        } => {
-            sqlx::query(
-                "INSERT INTO cases (case_id, part, department, phase, overdue, escalated, \
-                 deadline, has_lifecycle) VALUES ($1, $2, $3, $4, $5, $6, $7, 1) \
-                 ON CONFLICT (case_id) DO UPDATE SET department = excluded.department, \
-                 phase = excluded.phase, overdue = excluded.overdue, \
-                 escalated = excluded.escalated, deadline = excluded.deadline, \
-                 has_lifecycle = 1",
-            )
-            .bind(case_id.as_str())
-            .bind(i64::from(*partition))
-            .bind(department.as_str())
-            .bind(phase.as_str())
-            .bind(int(*overdue))
-            .bind(int(*escalated))
-            .bind(*deadline)
-            .execute(&mut **tx)
-            .await?;
-            document(tx, case_id, "lifecycle", json).await?;
-        }
-        LedgerRecord::Callback {
-            callback_id,
-            case_id,
-            finished_at,
-            json,
-        } => {
-            sqlx::query(
-                "INSERT INTO callbacks (callback_id, case_id, finished_at, record) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (callback_id) DO UPDATE SET \
-                 case_id = excluded.case_id, finished_at = excluded.finished_at, \
-                 record = excluded.record",
-            )
-            .bind(callback_id.as_str())
-            .bind(case_id.as_str())
-            .bind(finished_at.as_deref())
-            .bind(json.as_str())
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
 /// How many cases a list counts at most (`total_capped` beyond).
 pub const COUNT_CAP: i64 = 10_000;
-
-/// Stores one of a case's documents (`column` is one of ours, never input).
-async fn document(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    case_id: &str,
-    column: &str,
-    json: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "INSERT INTO case_documents (case_id, {column}) VALUES ($1, $2) \
-         ON CONFLICT (case_id) DO UPDATE SET {column} = excluded.{column}"
-    ))
-    .bind(case_id)
-    .bind(json)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// A row for a case whose case record has not been read yet (a report first).
-async fn placeholder(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    case_id: &str,
-    partition: i32,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO cases (case_id, part) VALUES ($1, $2) ON CONFLICT (case_id) DO NOTHING",
-    )
-    .bind(case_id)
-    .bind(i64::from(partition))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
 
 /// The file of an `sqlite:` URL (`sqlite://a/b.db?x` and `sqlite:a/b.db` → `a/b.db`).
 pub fn sqlite_path(url: &str) -> &str {

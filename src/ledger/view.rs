@@ -14,11 +14,28 @@ pub struct CaseView {
     /// The case's first petition as published.
     pub petition: Option<Value>,
     pub reports: Vec<Value>,
+    /// The case's history, oldest first.
+    pub history: Vec<Value>,
     /// Callback id → its final delivery record.
     pub callbacks: HashMap<String, Value>,
 }
 
 impl CaseView {
+    /// Lifecycle records written before history records carried the whole history in
+    /// themselves: theirs is the case's history when no history rows exist.
+    pub fn with_legacy_history(mut self) -> Self {
+        if self.history.is_empty() {
+            if let Some(h) = self
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l["history"].as_array())
+            {
+                self.history = h.clone();
+            }
+        }
+        self
+    }
+
     /// The department working on it now (the routed one before any lifecycle).
     pub fn department(&self) -> &str {
         self.lifecycle

@@ -87,7 +87,11 @@ pub struct HistoryEntry {
 
 /// Everything about a case after it opened: where it is, its deadline and its sources.
 /// Written whole (`lifecycle/<case id>` on the compacted cases topic) after every change.
+/// Its history is not part of it: each move's entries go out once, as a `history`
+/// record of their own, and the ledger keeps them; the dispatcher keeps only their count
+/// and what its rules read (the last entry, who returned the case).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "LifecycleRecord")]
 pub struct Lifecycle {
     pub case_id: String,
     pub phase: Phase,
@@ -110,7 +114,101 @@ pub struct Lifecycle {
     #[serde(default)]
     pub reopened: u32,
     pub sources: Vec<Source>,
-    pub history: Vec<HistoryEntry>,
+    /// How many history entries the case has had: the next one's position. Callback ids
+    /// are built from it, so a redone move names its callbacks as the first try did.
+    #[serde(default)]
+    pub history_len: u32,
+    /// The latest history entry: why the case is where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<HistoryEntry>,
+    /// While the case is back in triage because a department returned it: that
+    /// department (the center's next assignment corrects the list's choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned_by: Option<String>,
+    /// Entries of moves since the lifecycle was last written, positions from
+    /// `history_len - unwritten.len()`: taken out by [`Lifecycle::take_unwritten`].
+    #[serde(skip)]
+    pub unwritten: Vec<HistoryEntry>,
+}
+
+/// A lifecycle as records hold it: also the whole `history` that records written before
+/// history records carried, folded into the count and the last entry as it is read.
+#[derive(Deserialize)]
+struct LifecycleRecord {
+    case_id: String,
+    phase: Phase,
+    department: String,
+    #[serde(default)]
+    dispatched_at: Option<i64>,
+    #[serde(default)]
+    deadline: Option<i64>,
+    #[serde(default)]
+    due_soon_alerted: bool,
+    #[serde(default)]
+    overdue: bool,
+    #[serde(default)]
+    escalated: bool,
+    #[serde(default)]
+    resolved_at: Option<i64>,
+    #[serde(default)]
+    reopened: u32,
+    sources: Vec<Source>,
+    #[serde(default)]
+    history_len: u32,
+    #[serde(default)]
+    last: Option<HistoryEntry>,
+    #[serde(default)]
+    returned_by: Option<String>,
+    #[serde(default)]
+    history: Vec<HistoryEntry>,
+}
+
+impl From<LifecycleRecord> for Lifecycle {
+    fn from(r: LifecycleRecord) -> Self {
+        let mut lifecycle = Lifecycle {
+            case_id: r.case_id,
+            phase: r.phase,
+            department: r.department,
+            dispatched_at: r.dispatched_at,
+            deadline: r.deadline,
+            due_soon_alerted: r.due_soon_alerted,
+            overdue: r.overdue,
+            escalated: r.escalated,
+            resolved_at: r.resolved_at,
+            reopened: r.reopened,
+            sources: r.sources,
+            history_len: r.history_len,
+            last: r.last,
+            returned_by: r.returned_by,
+            unwritten: Vec::new(),
+        };
+        if lifecycle.history_len == 0 {
+            for entry in r.history {
+                lifecycle.note_entry(&entry);
+                lifecycle.last = Some(entry);
+            }
+        }
+        lifecycle
+    }
+}
+
+/// A move's history entries as the cases topic carries them (`history/<case id>/<from>`):
+/// written once, never rewritten, so compaction keeps every one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub case_id: String,
+    /// The position of the first entry in the case's history.
+    pub from: u32,
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// Key prefix of history records.
+pub const HISTORY_KEY_PREFIX: &str = "history/";
+
+impl HistoryRecord {
+    pub fn key(&self) -> String {
+        format!("{HISTORY_KEY_PREFIX}{}/{}", self.case_id, self.from)
+    }
 }
 
 /// What the machine needs to know about departments.
@@ -266,7 +364,10 @@ impl Lifecycle {
             resolved_at: None,
             reopened: 0,
             sources: vec![first],
-            history: Vec::new(),
+            history_len: 0,
+            last: None,
+            returned_by: None,
+            unwritten: Vec::new(),
         };
         let mut fx = Effects::default();
         // The center took it in (受理): the channels' "received" codes say exactly that
@@ -665,8 +766,38 @@ impl Lifecycle {
         }
     }
 
+    /// The entries moved since the lifecycle was last written, as their record; `None`
+    /// when nothing moved.
+    pub fn take_unwritten(&mut self) -> Option<HistoryRecord> {
+        if self.unwritten.is_empty() {
+            return None;
+        }
+        let entries = std::mem::take(&mut self.unwritten);
+        Some(HistoryRecord {
+            case_id: self.case_id.clone(),
+            from: self.history_len - entries.len() as u32,
+            entries,
+        })
+    }
+
+    /// Counts an entry and keeps what the rules read of it.
+    fn note_entry(&mut self, entry: &HistoryEntry) {
+        self.history_len += 1;
+        match entry.status.as_str() {
+            "returned" => self.returned_by = Some(entry.by.clone()),
+            "dispatched" | "reassigned" => self.returned_by = None,
+            _ => {}
+        }
+    }
+
+    fn push_entry(&mut self, entry: HistoryEntry) {
+        self.note_entry(&entry);
+        self.last = Some(entry.clone());
+        self.unwritten.push(entry);
+    }
+
     fn record_event(&mut self, e: &StatusEvent, at: i64) {
-        self.history.push(HistoryEntry {
+        self.push_entry(HistoryEntry {
             status: e.status.clone(),
             at,
             by: e.department.clone(),
@@ -684,7 +815,7 @@ impl Lifecycle {
         department: Option<String>,
         note: Option<String>,
     ) {
-        self.history.push(HistoryEntry {
+        self.push_entry(HistoryEntry {
             status: status.to_string(),
             at,
             by: by.to_string(),
@@ -885,7 +1016,7 @@ mod tests {
         assert_eq!((c.phase, c.reopened), (Phase::Dispatched, 1));
         assert_eq!(c.deadline, Some(T0 + 2 * HOUR + 72 * HOUR));
         assert!(c
-            .history
+            .unwritten
             .iter()
             .any(|h| h.note.as_deref() == Some("还是不亮")));
         // Feedback before resolution changes nothing.
@@ -935,6 +1066,8 @@ mod tests {
     fn a_restored_case_does_not_alert_again() {
         let mut c = opened();
         c.tick(T0 + 72 * HOUR, TIMING);
+        // Written as the dispatcher writes it: the entries go out in their own record.
+        c.take_unwritten();
         let restored: Lifecycle =
             serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         let mut restored = restored;
@@ -1045,5 +1178,66 @@ mod tests {
         late.at = fresh;
         c.apply(&late, T0 + 3 * HOUR, &List).unwrap();
         assert_eq!(c.phase, Phase::Resolved);
+    }
+
+    #[test]
+    fn each_move_hands_out_its_entries_once_at_their_positions() {
+        let mut c = opened();
+        let first = c.take_unwritten().unwrap();
+        assert_eq!(first.key(), "history/c1/0");
+        let statuses = |r: &HistoryRecord| -> Vec<String> {
+            r.entries.iter().map(|h| h.status.clone()).collect()
+        };
+        assert_eq!(statuses(&first), ["received", "accepted", "dispatched"]);
+        assert_eq!(c.take_unwritten(), None, "nothing moved since");
+        c.apply(&event("accepted", "water"), T0 + 1, &List).unwrap();
+        c.apply(&event("in_progress", "water"), T0 + 2, &List)
+            .unwrap();
+        let next = c.take_unwritten().unwrap();
+        assert_eq!((next.from, statuses(&next).len()), (3, 2));
+        assert_eq!(c.history_len, 5);
+        assert_eq!(
+            c.last.as_ref().map(|h| h.status.as_str()),
+            Some("in_progress")
+        );
+        // A refused event leaves nothing to write.
+        assert!(c.apply(&event("accepted", "water"), T0 + 3, &List).is_err());
+        assert_eq!(c.take_unwritten(), None);
+        // What is written of the lifecycle carries no history, only its count.
+        let written = serde_json::to_value(&c).unwrap();
+        assert!(written.get("history").is_none() && written.get("unwritten").is_none());
+        let read: Lifecycle = serde_json::from_value(written).unwrap();
+        assert_eq!(read, c);
+    }
+
+    #[test]
+    fn a_returned_case_remembers_who_returned_it_until_it_is_dispatched_again() {
+        let mut c = opened();
+        assert_eq!(c.returned_by, None);
+        c.apply(&event("returned", "water"), T0 + 1, &List).unwrap();
+        assert_eq!(c.returned_by.as_deref(), Some("water"));
+        let mut assign = event("reassigned", CENTER);
+        assign.to_department = Some("housing".into());
+        c.apply(&assign, T0 + 2, &List).unwrap();
+        assert_eq!(c.returned_by, None);
+        assert_eq!(c.department, "housing");
+    }
+
+    #[test]
+    fn records_with_the_whole_history_inside_are_read_as_its_count_and_last_entry() {
+        let mut c = opened();
+        c.apply(&event("returned", "water"), T0 + 1, &List).unwrap();
+        let entries = c.take_unwritten().unwrap().entries;
+        let mut legacy = serde_json::to_value(&c).unwrap();
+        let o = legacy.as_object_mut().unwrap();
+        for k in ["history_len", "last", "returned_by"] {
+            o.remove(k);
+        }
+        o.insert("history".into(), serde_json::to_value(&entries).unwrap());
+        let read: Lifecycle = serde_json::from_value(legacy).unwrap();
+        assert_eq!(read.history_len, 4);
+        assert_eq!(read.last, entries.last().cloned());
+        assert_eq!(read.returned_by.as_deref(), Some("water"));
+        assert_eq!(read, c);
     }
 }

@@ -79,10 +79,7 @@ pub fn callbacks(
             out.push(OutboxCallback {
                 callback_id: format!(
                     "{}/{}.{i}/{}/{}",
-                    case.case_id,
-                    case.history.len(),
-                    source.petition_id,
-                    notice.status
+                    case.case_id, case.history_len, source.petition_id, notice.status
                 ),
                 channel: source.channel.clone(),
                 source_id: source.source_id.clone(),

@@ -513,6 +513,8 @@ pub struct CaseLog {
     pub reports: HashMap<String, Value>,
     /// Case id → its latest lifecycle record.
     pub lifecycles: HashMap<String, Value>,
+    /// Case id → its history entries, in order (from its history records).
+    pub histories: HashMap<String, Vec<Value>>,
 }
 
 impl CaseLog {
@@ -568,8 +570,11 @@ pub async fn read_case_log_within(
         cases: HashMap::new(),
         reports: HashMap::new(),
         lifecycles: HashMap::new(),
+        histories: HashMap::new(),
     };
     let mut petitions = std::collections::HashSet::new();
+    // Case id → position → that move's entries.
+    let mut moves: HashMap<String, std::collections::BTreeMap<u64, Vec<Value>>> = HashMap::new();
     for r in records {
         let key = r.key.clone().unwrap();
         match r.value["type"].as_str().unwrap() {
@@ -594,7 +599,7 @@ pub async fn read_case_log_within(
             "lifecycle" => {
                 let id = r.value["case_id"].as_str().unwrap().to_string();
                 assert_eq!(key, format!("lifecycle/{id}"));
-                let len = |v: &Value| v["history"].as_array().map_or(0, Vec::len);
+                let len = |v: &Value| v["history_len"].as_u64().unwrap_or(0);
                 if let Some(before) = log.lifecycles.get(&id) {
                     assert!(
                         len(&r.value) > len(before),
@@ -603,6 +608,22 @@ pub async fn read_case_log_within(
                     );
                 }
                 log.lifecycles.insert(id, r.value);
+            }
+            // Each move's entries, written once at their position.
+            "history" => {
+                let id = r.value["case_id"].as_str().unwrap().to_string();
+                let from = r.value["from"].as_u64().unwrap();
+                assert_eq!(key, format!("history/{id}/{from}"));
+                let entries = r.value["entries"].as_array().unwrap().clone();
+                assert!(!entries.is_empty(), "case {id}: an empty history record");
+                assert!(
+                    moves
+                        .entry(id.clone())
+                        .or_default()
+                        .insert(from, entries)
+                        .is_none(),
+                    "case {id}: history from {from} written twice"
+                );
             }
             // The case's first petition, once per case.
             "petition" => {
@@ -616,7 +637,27 @@ pub async fn read_case_log_within(
             other => panic!("unknown case record type {other}"),
         }
     }
+    // A case's moves follow each other: no gap, no overlap.
+    for (case, by_position) in moves {
+        let mut entries = Vec::new();
+        for (from, move_entries) in by_position {
+            assert_eq!(
+                from,
+                entries.len() as u64,
+                "case {case}: history records overlap or leave a gap"
+            );
+            entries.extend(move_entries);
+        }
+        log.histories.insert(case, entries);
+    }
     if !settle.is_zero() {
+        for (case, lifecycle) in &log.lifecycles {
+            assert_eq!(
+                log.histories.get(case).map_or(0, Vec::len) as u64,
+                lifecycle["history_len"].as_u64().unwrap_or(0),
+                "case {case}: its history records and its lifecycle's count differ"
+            );
+        }
         for case in log.cases.keys() {
             assert!(
                 log.lifecycles.contains_key(case),
