@@ -118,9 +118,10 @@ pub struct Lifecycle {
     /// are built from it, so a redone move names its callbacks as the first try did.
     #[serde(default)]
     pub history_len: u32,
-    /// The latest history entry: why the case is where it is.
+    /// The latest history entry: why the case is where it is. Boxed: a pointer in
+    /// memory where an entry would take 128 B.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last: Option<HistoryEntry>,
+    pub last: Option<Box<HistoryEntry>>,
     /// While the case is back in triage because a department returned it: that
     /// department (the center's next assignment corrects the list's choice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,14 +179,14 @@ impl From<LifecycleRecord> for Lifecycle {
             reopened: r.reopened,
             sources: r.sources,
             history_len: r.history_len,
-            last: r.last,
+            last: r.last.map(Box::new),
             returned_by: r.returned_by,
             unwritten: Vec::new(),
         };
         if lifecycle.history_len == 0 {
             for entry in r.history {
                 lifecycle.note_entry(&entry);
-                lifecycle.last = Some(entry);
+                lifecycle.last = Some(Box::new(entry));
             }
         }
         lifecycle
@@ -792,7 +793,7 @@ impl Lifecycle {
 
     fn push_entry(&mut self, entry: HistoryEntry) {
         self.note_entry(&entry);
-        self.last = Some(entry.clone());
+        self.last = Some(Box::new(entry.clone()));
         self.unwritten.push(entry);
     }
 
@@ -1236,7 +1237,7 @@ mod tests {
         o.insert("history".into(), serde_json::to_value(&entries).unwrap());
         let read: Lifecycle = serde_json::from_value(legacy).unwrap();
         assert_eq!(read.history_len, 4);
-        assert_eq!(read.last, entries.last().cloned());
+        assert_eq!(read.last, entries.last().cloned().map(Box::new));
         assert_eq!(read.returned_by.as_deref(), Some("water"));
         assert_eq!(read, c);
     }
