@@ -343,6 +343,23 @@ async fn each_filter_selects_what_it_says_and_pages_are_stable() {
         sorted.dedup();
         assert_eq!(seen.len(), 30, "{url}");
         assert_eq!(sorted.len(), 30, "{url}");
+        assert_eq!(seen, sorted, "pages come oldest first: {url}");
+        // A place prefix pages in the same order (its index ends in the paging order).
+        let at_place = || CaseFilter {
+            place: Some("人民".into()),
+            ..f()
+        };
+        let mut seen = Vec::new();
+        for page in 1..=5 {
+            let (cases, total) = ledger.store().list(&at_place(), page, 5).await.unwrap();
+            assert_eq!(total, 24, "{url}");
+            seen.extend(cases.into_iter().map(|c| (c.opened_at, c.case_id)));
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(seen.len(), 24, "{url}");
+        assert_eq!(seen, sorted, "a place's pages come oldest first: {url}");
         ledger.store().close().await;
     }
 }

@@ -398,9 +398,6 @@ impl LedgerStore {
         if let Some(p) = &filter.phase {
             add("phase = ?", Bind::Text(p.clone()));
         }
-        if let Some(o) = filter.overdue {
-            add("overdue = ?", Bind::Int(int(o)));
-        }
         if let Some(s) = filter.since {
             add("opened_unix >= ?", Bind::Int(s));
         }
@@ -419,16 +416,29 @@ impl LedgerStore {
             add("place >= ?", Bind::Text(p.clone()));
             add("place < ?", Bind::Text(format!("{p}\u{10FFFF}")));
         }
+        if let Some(o) = filter.overdue {
+            // A literal, not a parameter: PostgreSQL's generic plan for `overdue = $1`
+            // assumes half the cases match and counts by a sequential scan (136 ms at a
+            // year's scale, against 3 ms through the index when it sees the value).
+            clauses.push(format!("overdue = {}", int(o)));
+        }
         let conditions = clauses.join(" AND ");
         // Counted up to a cap: an exact count of a year's cases would read them all.
         let count_sql = format!(
             "SELECT COUNT(*) AS n FROM (SELECT 1 FROM cases WHERE {conditions} LIMIT {}) hits",
             COUNT_CAP + 1
         );
+        // The page's ids first, from the filter's index alone (each ends in the paging
+        // order), then only their rows: the rows skipped by the offset, or sorted out of a
+        // range (a place prefix), are never read from the table.
         let page_sql = format!(
-            "SELECT case_id, department, phase, overdue, escalated, deadline, opened_at, region, \
-             (SELECT COUNT(*) FROM reports r WHERE r.case_id = cases.case_id) AS reports \
-             FROM cases WHERE {conditions} ORDER BY opened_unix, case_id LIMIT {} OFFSET {}",
+            "SELECT c.case_id, c.department, c.phase, c.overdue, c.escalated, c.deadline, \
+             c.opened_at, c.region, \
+             (SELECT COUNT(*) FROM reports r WHERE r.case_id = c.case_id) AS reports \
+             FROM (SELECT case_id FROM cases WHERE {conditions} \
+                   ORDER BY opened_unix, case_id LIMIT {} OFFSET {}) page \
+             JOIN cases c ON c.case_id = page.case_id \
+             ORDER BY c.opened_unix, c.case_id",
             per_page,
             u64::from(page.saturating_sub(1)) * u64::from(per_page),
         );
