@@ -214,7 +214,8 @@ async fn main() {
     let (mut records, mut reports) = (0u64, 0u64);
     let started = Instant::now();
     let mut offset = 0i64;
-    for i in (0..cases).filter(|_| !filled) {
+    let to_fill = if filled { 0 } else { cases };
+    for i in 0..to_fill {
         for r in case_records(i, cases, &mut rng) {
             if matches!(r, LedgerRecord::Report { .. }) {
                 reports += 1;

@@ -193,8 +193,9 @@ pub struct CaseState {
     escalated: HashSet<u128>,
     deduper: Deduper,
     /// Cases not yet closed or rejected: where they are, their deadline, their sources.
-    /// Boxed: the table keeps twice the slots it has cases, and a slot of a pointer
-    /// instead of a lifecycle (≈ 300 B) saved ≈ 0.5 KiB per open case.
+    /// Boxed: the table keeps up to twice as many slots as cases, and a slot holds a
+    /// pointer instead of a whole lifecycle (with `last` boxed too: 1,859 → 1,573 B per
+    /// open case, BENCHMARKS.md).
     lifecycles: HashMap<u128, Box<Lifecycle>>,
     timers: TimerIndex,
 }

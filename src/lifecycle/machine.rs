@@ -184,8 +184,11 @@ impl From<LifecycleRecord> for Lifecycle {
             unwritten: Vec::new(),
         };
         if lifecycle.history_len == 0 {
-            for entry in r.history {
-                lifecycle.note_entry(&entry);
+            let mut history = r.history;
+            for entry in &history {
+                lifecycle.note_entry(entry);
+            }
+            if let Some(entry) = history.pop() {
                 lifecycle.last = Some(Box::new(entry));
             }
         }
@@ -793,7 +796,11 @@ impl Lifecycle {
 
     fn push_entry(&mut self, entry: HistoryEntry) {
         self.note_entry(&entry);
-        self.last = Some(Box::new(entry.clone()));
+        // Every move replaces the last entry: its box is reused, not allocated again.
+        match &mut self.last {
+            Some(last) => **last = entry.clone(),
+            None => self.last = Some(Box::new(entry.clone())),
+        }
         self.unwritten.push(entry);
     }
 
