@@ -311,6 +311,9 @@ pub async fn start(
             callback_channels(&loaded.connectors).into_iter().collect(),
             &settings.lifecycle,
         );
+        if let Some(ledger) = &ledger {
+            dispatcher = dispatcher.with_ledger(ledger.clone());
+        }
         let learning = &settings.routing.learning;
         if learning.enabled {
             let shared: crate::dispatch::learning::stream::SharedLearner = Default::default();

@@ -97,6 +97,18 @@ async fn records_in_any_order_make_one_case_and_applying_them_again_changes_noth
         // A lifecycle written before history records carried its history inside.
         assert_eq!(c.history, [json!({"status": "accepted"})], "{url}");
         assert_eq!(store.case_of("p2").await.unwrap().as_deref(), Some("k1"));
+        // The dispatcher's receiver asks for many at once; unknown ids are left out.
+        let mut found = store.cases_of(&["p2", "k1", "nobody"]).await.unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            [("k1".into(), "k1".into()), ("p2".into(), "k1".into())],
+            "{url}"
+        );
+        let many: Vec<String> = (0..1200).map(|i| format!("x{i}")).collect();
+        let mut asked: Vec<&str> = many.iter().map(String::as_str).collect();
+        asked.push("p2");
+        assert_eq!(store.cases_of(&asked).await.unwrap().len(), 1, "{url}");
         let (page, total) = store.list(&CaseFilter::default(), 1, 10).await.unwrap();
         assert_eq!(total, 1, "{url}");
         let s = &page[0];

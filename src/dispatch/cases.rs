@@ -12,7 +12,7 @@ use super::router::{Router, RoutingDecision, Rule};
 use crate::lifecycle::Lifecycle;
 use crate::petition::Petition;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 // foldhash instead of SipHash for the state's maps: their keys are ids and hashes, the
 // maps hold millions of entries and a restore fills them all (SipHash was 2% of it).
 // Seeded per process, so keys chosen from citizens' text cannot be made to collide.
@@ -190,6 +190,10 @@ fn hash_id(id: &str) -> u128 {
 pub struct CaseState {
     /// Petition id → case id: the idempotent receiver.
     seen: HashMap<u128, u128>,
+    /// Where the receiver may forget: see [`CaseState::forget_receipts_after`].
+    receipts: Option<Receipts>,
+    /// Escalated cases, while they may still take reports (pruned as they leave the
+    /// near-duplicate index).
     escalated: HashSet<u128>,
     deduper: Deduper,
     /// Cases not yet closed or rejected: where they are, their deadline, their sources.
@@ -199,6 +203,27 @@ pub struct CaseState {
     lifecycles: HashMap<u128, Box<Lifecycle>>,
     timers: TimerIndex,
 }
+
+/// The receiver's memory in the order petitions reached the gateway, so that it holds a
+/// bounded span of history: a petition leaves it `keep_secs` after its receipt on the
+/// partition's processing clock (the near-duplicate window and allowed lateness, when its
+/// case stops taking reports), once the ledger has read its report. A resend after that is
+/// recognised through the ledger.
+struct Receipts {
+    keep_secs: i64,
+    /// (received, petition, bound): the petition's report is in `petitions.cases` below
+    /// offset `bound` (`UNWRITTEN` until the dispatcher learns one).
+    by_receipt: VecDeque<(i64, u128, i64)>,
+    /// The ledger has read this partition of `petitions.cases` below this offset.
+    ledger_read_to: i64,
+    /// Where reports applied now are in `petitions.cases`: below this offset while a
+    /// restore reads them back, `UNWRITTEN` live (not known until their transaction).
+    applying_below: i64,
+    /// Something was forgotten: a petition not in memory may be in the ledger.
+    forgot: bool,
+}
+
+const UNWRITTEN: i64 = i64::MAX;
 
 /// The open cases' next timer (due-soon, overdue, satisfaction timeout) by due time, so a
 /// tick looks only at what is due: a scan of every lifecycle took 32 ms a tick at a
@@ -254,6 +279,7 @@ impl CaseState {
     pub fn new(settings: DedupeSettings) -> Self {
         Self {
             seen: HashMap::default(),
+            receipts: None,
             escalated: HashSet::default(),
             deduper: Deduper::new(settings),
             lifecycles: HashMap::default(),
@@ -261,9 +287,109 @@ impl CaseState {
         }
     }
 
-    /// Petitions seen.
+    /// Petitions held by the receiver.
     pub fn petitions(&self) -> usize {
         self.seen.len()
+    }
+
+    /// Lets the receiver forget a petition `keep_secs` after it reached the gateway (on
+    /// the processing clock) and the ledger read its report, so that memory holds a span
+    /// of history, not all of it. Only for a dispatcher that can ask the ledger about
+    /// older petitions ([`CaseState::may_know_elsewhere`], [`CaseState::remember`]) and
+    /// tells it where the case log and the ledger are ([`CaseState::case_log_written_below`],
+    /// [`CaseState::ledger_has_read_to`]): without one, the receiver keeps every petition.
+    pub fn forget_receipts_after(&mut self, keep_secs: i64) {
+        self.receipts = Some(Receipts {
+            keep_secs,
+            by_receipt: self
+                .receipts
+                .take()
+                .map(|r| r.by_receipt)
+                .unwrap_or_default(),
+            ledger_read_to: 0,
+            applying_below: UNWRITTEN,
+            forgot: false,
+        });
+    }
+
+    /// Every report applied so far is in this partition of `petitions.cases` below `end`
+    /// (its high watermark, read after their transactions committed).
+    pub fn case_log_written_below(&mut self, end: i64) {
+        if let Some(r) = self.receipts.as_mut() {
+            for entry in r.by_receipt.iter_mut().rev() {
+                if entry.2 != UNWRITTEN {
+                    break;
+                }
+                entry.2 = end;
+            }
+        }
+    }
+
+    /// The ledger has read this partition of `petitions.cases` below `next`: what it read
+    /// may leave memory once old enough.
+    pub fn ledger_has_read_to(&mut self, next: i64) {
+        if let Some(r) = self.receipts.as_mut() {
+            r.ledger_read_to = r.ledger_read_to.max(next);
+        }
+        self.forget();
+    }
+
+    /// The receiver forgot petitions: one it does not hold may have been seen.
+    pub fn has_forgotten(&self) -> bool {
+        self.receipts.as_ref().is_some_and(|r| r.forgot)
+    }
+
+    /// The receiver does not hold `petition_id`, but forgot petitions before: it may have
+    /// been seen, and the ledger knows.
+    pub fn may_know_elsewhere(&self, petition_id: &str) -> bool {
+        self.has_forgotten() && !self.seen.contains_key(&id_key(petition_id))
+    }
+
+    /// The ledger says `petition_id` is in `case_id`: a resend of it is recognised again
+    /// (until it is forgotten again, on the same clock).
+    pub fn remember(&mut self, petition_id: &str, case_id: &str) {
+        let petition = id_key(petition_id);
+        self.seen.insert(petition, id_key(case_id));
+        if let (Some(r), Some(now)) = (self.receipts.as_mut(), self.deduper.clock()) {
+            // Tagged with the others at the next tick, so that the untagged stay together
+            // at the back (it is in the ledger already).
+            r.by_receipt.push_back((now, petition, UNWRITTEN));
+        }
+    }
+
+    /// Drops what the receiver may forget by now. Live, only between batches (from
+    /// [`CaseState::ledger_has_read_to`]): the dispatcher asks the ledger about a batch's
+    /// petitions before deciding it, so nothing may leave memory halfway through.
+    fn forget(&mut self) {
+        if let (Some(r), Some(now)) = (self.receipts.as_mut(), self.deduper.clock()) {
+            // Receipts are in arrival order, near enough: one received a little out of
+            // order is forgotten a little late, never early.
+            while let Some(&(received, petition, bound)) = r.by_receipt.front() {
+                if now - received <= r.keep_secs || bound > r.ledger_read_to {
+                    break;
+                }
+                r.by_receipt.pop_front();
+                self.seen.remove(&petition);
+                r.forgot = true;
+            }
+            // A restore may have held far more than the span: give the memory back.
+            if r.by_receipt.capacity() > 4096 && r.by_receipt.capacity() > 4 * r.by_receipt.len() {
+                r.by_receipt.shrink_to_fit();
+            }
+            if self.seen.capacity() > 4096 && self.seen.capacity() > 4 * self.seen.len() {
+                self.seen.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Drops the escalation marks of cases that left the near-duplicate index (no report
+    /// joins them any more). Amortised: a sweep when the marks outnumber the open cases
+    /// twice over.
+    fn prune_escalated(&mut self) {
+        if self.escalated.len() > 1024 && self.escalated.len() > 2 * self.deduper.len() {
+            let open: HashSet<u128> = self.deduper.case_ids().map(id_key).collect();
+            self.escalated.retain(|case| open.contains(case));
+        }
     }
 
     /// Cases open for merging.
@@ -488,13 +614,27 @@ impl CaseState {
     ) {
         self.deduper.observe(received_unix);
         let case = id_key(case_id);
-        self.seen.insert(id_key(petition_id), case);
+        let petition = id_key(petition_id);
+        self.seen.insert(petition, case);
+        if let Some(r) = self.receipts.as_mut() {
+            r.by_receipt
+                .push_back((received_unix, petition, r.applying_below));
+        }
         if escalated {
             self.escalated.insert(case);
         }
         if merged {
             self.deduper.merged(case_id, report);
         }
+        // A restore forgets as it reads (its reports' offsets are known).
+        if self
+            .receipts
+            .as_ref()
+            .is_some_and(|r| r.applying_below != UNWRITTEN)
+        {
+            self.forget();
+        }
+        self.prune_escalated();
     }
 
     /// As [`CaseState::apply_entry`], taking the record: a restore moves each lifecycle
@@ -609,6 +749,37 @@ impl Rebuild {
         }
     }
 
+    /// As [`CaseState::forget_receipts_after`], from the first record on, with the
+    /// ledger having read the partition below `ledger_read_to`: a restore holds no more
+    /// of the receiver than the live dispatcher did. Read records with
+    /// [`Rebuild::record_at`] so that each report's offset is known.
+    pub fn forgetting_receipts_after(
+        mut self,
+        keep_secs: Option<i64>,
+        ledger_read_to: Option<i64>,
+    ) -> Self {
+        if let Some(keep) = keep_secs {
+            self.state.forget_receipts_after(keep);
+            if let Some(read) = ledger_read_to {
+                self.state.ledger_has_read_to(read);
+            }
+        }
+        self
+    }
+
+    /// [`Rebuild::record`], for the record at `offset` of its partition.
+    pub fn record_at(
+        &mut self,
+        key: &[u8],
+        payload: &[u8],
+        offset: i64,
+    ) -> Result<(), RebuildError> {
+        if let Some(r) = self.state.receipts.as_mut() {
+            r.applying_below = offset.saturating_add(1);
+        }
+        self.record(key, payload)
+    }
+
     /// Collects every record (decoded whole), sorts and applies them at the end, as
     /// [`CaseState::restore`] does: for records in any order.
     pub fn sorted(settings: DedupeSettings) -> Self {
@@ -688,6 +859,10 @@ impl Rebuild {
     pub fn finish(mut self) -> (CaseState, Vec<(String, serde_json::Error)>) {
         if let Some(collected) = self.collected.take() {
             self.state.apply_sorted(collected);
+        }
+        // Live from here: later reports' offsets come with their transactions.
+        if let Some(r) = self.state.receipts.as_mut() {
+            r.applying_below = UNWRITTEN;
         }
         let mut unreadable = Vec::new();
         for (key, payload) in std::mem::take(&mut self.lifecycles) {
@@ -813,6 +988,197 @@ mod tests {
         assert_eq!(outcomes[4].case_id(), outcomes[2].case_id());
         assert_eq!(state.petitions(), 4);
         assert_eq!(state.open_cases(), 2);
+    }
+
+    fn decide_apply(state: &mut CaseState, router: &Router, p: &Petition, seq: i64) -> Outcome {
+        let o = state.decide(p, router, &ctx(seq));
+        state.apply(&o);
+        o
+    }
+
+    /// Another street's report a week later: only the processing clock moves.
+    fn a_week_later(source_id: &str) -> Petition {
+        petition(
+            source_id,
+            "371082003",
+            "2026-11-08T12:00:00+08:00",
+            "长官镇政府门口的路灯不亮",
+        )
+    }
+
+    #[test]
+    fn the_receiver_forgets_after_the_window_and_recognises_what_the_ledger_knows() {
+        let router = router();
+        let settings = DedupeSettings::default();
+        let keep = settings.window_secs + settings.allowed_lateness_secs;
+        let mut state = CaseState::new(settings);
+        state.forget_receipts_after(keep);
+        let first = reports().remove(0);
+        let opened = decide_apply(&mut state, &router, &first, 0);
+        state.case_log_written_below(2);
+        decide_apply(&mut state, &router, &a_week_later("B1"), 1);
+        state.case_log_written_below(4);
+        assert_eq!(
+            state.petitions(),
+            2,
+            "the ledger has not read the first yet"
+        );
+        assert!(
+            !state.may_know_elsewhere(&first.id),
+            "nothing forgotten yet"
+        );
+        state.ledger_has_read_to(1);
+        assert_eq!(
+            state.petitions(),
+            2,
+            "the ledger has not read all of its records"
+        );
+        state.ledger_has_read_to(2);
+        assert_eq!(state.petitions(), 1, "the first petition left memory");
+        assert!(state.may_know_elsewhere(&first.id));
+        // Not told what the ledger knows, the resend would open a second case.
+        assert!(matches!(
+            state.decide(&first, &router, &ctx(2)),
+            Outcome::Opened { .. }
+        ));
+        state.remember(&first.id, opened.case_id());
+        assert!(!state.may_know_elsewhere(&first.id));
+        assert_eq!(
+            state.decide(&first, &router, &ctx(2)),
+            Outcome::Resent {
+                case_id: opened.case_id().to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn nothing_leaves_the_receivers_memory_halfway_through_a_batch() {
+        let router = router();
+        let settings = DedupeSettings::default();
+        let keep = settings.window_secs + settings.allowed_lateness_secs;
+        let mut state = CaseState::new(settings);
+        state.forget_receipts_after(keep);
+        let first = reports().remove(0);
+        let opened = decide_apply(&mut state, &router, &first, 0);
+        state.case_log_written_below(2);
+        state.ledger_has_read_to(2);
+        // One batch: a report a week later moves the clock, then the first is resent.
+        // The ledger was asked before the batch, about the batch as it stood then.
+        decide_apply(&mut state, &router, &a_week_later("B1"), 1);
+        assert_eq!(
+            state.decide(&first, &router, &ctx(2)),
+            Outcome::Resent {
+                case_id: opened.case_id().to_string()
+            }
+        );
+        // Between batches it goes.
+        state.case_log_written_below(4);
+        state.ledger_has_read_to(4);
+        assert_eq!(state.petitions(), 1);
+    }
+
+    #[test]
+    fn a_restore_forgets_what_the_live_receiver_forgot() {
+        let router = router();
+        let settings = DedupeSettings::default();
+        let keep = settings.window_secs + settings.allowed_lateness_secs;
+        let mut live = CaseState::new(settings);
+        live.forget_receipts_after(keep);
+        let first = reports().remove(0);
+        let mut log = Vec::new();
+        for (i, p) in [first.clone(), a_week_later("B1")].iter().enumerate() {
+            let o = decide_apply(&mut live, &router, p, i as i64);
+            log.extend(o.log_entries());
+        }
+        live.case_log_written_below(log.len() as i64);
+        live.ledger_has_read_to(log.len() as i64);
+        let restore = |ledger_read_to: Option<i64>| {
+            let mut rebuild =
+                Rebuild::new(settings).forgetting_receipts_after(Some(keep), ledger_read_to);
+            for (offset, e) in log.iter().enumerate() {
+                let bytes = serde_json::to_vec(e).expect("encodes");
+                rebuild
+                    .record_at(e.key().as_bytes(), &bytes, offset as i64)
+                    .expect("in order");
+            }
+            rebuild.finish().0
+        };
+        // The ledger had not read the first report: it stays until the ledger has.
+        let first_report = log
+            .iter()
+            .position(|e| matches!(e, CaseLogEntry::Report(r) if r.petition_id == first.id))
+            .expect("the first report") as i64;
+        let mut restored = restore(Some(first_report));
+        assert_eq!(
+            restored.petitions(),
+            2,
+            "nothing forgotten before the ledger read it"
+        );
+        restored.ledger_has_read_to(first_report + 1);
+        assert_eq!(restored.petitions(), 1);
+        // The ledger had read everything: forgotten while restoring.
+        let restored = restore(Some(log.len() as i64));
+        assert_eq!(restored.petitions(), live.petitions());
+        assert_eq!(restored.petitions(), 1);
+        assert!(restored.may_know_elsewhere(&first.id));
+    }
+
+    #[test]
+    fn without_a_ledger_to_ask_the_receiver_remembers_every_petition() {
+        let router = router();
+        let mut state = CaseState::new(DedupeSettings::default());
+        let first = reports().remove(0);
+        let opened = decide_apply(&mut state, &router, &first, 0);
+        decide_apply(&mut state, &router, &a_week_later("B1"), 1);
+        assert_eq!(state.petitions(), 2);
+        assert!(!state.may_know_elsewhere(&first.id));
+        assert_eq!(
+            state.decide(&first, &router, &ctx(2)),
+            Outcome::Resent {
+                case_id: opened.case_id().to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn escalation_marks_leave_with_their_cases() {
+        let router = router();
+        let settings = DedupeSettings::default();
+        let keep = settings.window_secs + settings.allowed_lateness_secs;
+        let mut state = CaseState::new(settings);
+        state.forget_receipts_after(keep);
+        let start = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00+08:00")
+            .expect("time")
+            .timestamp();
+        // An escalating report (a gas leak) every hour for 200 days: 4,800 cases.
+        let hours = 200 * 24;
+        for h in 0..hours {
+            let at = chrono::DateTime::from_timestamp(start + h * 3600, 0)
+                .expect("time")
+                .to_rfc3339();
+            let p = petition(
+                &format!("G{h}"),
+                "371082003",
+                &at,
+                &format!("东墩村{h}号楼燃气泄漏，味道很大"),
+            );
+            let o = decide_apply(&mut state, &router, &p, h);
+            assert!(matches!(o, Outcome::Opened { .. }), "{o:?}");
+            state.case_log_written_below(h + 1);
+            state.ledger_has_read_to(h + 1);
+        }
+        let held = ((keep / 3600) + 1) as usize;
+        assert!(
+            state.escalated.len() >= state.open_cases(),
+            "open cases keep theirs"
+        );
+        assert!(
+            state.escalated.len() <= 2 * held.max(1024) + 1,
+            "{} marks for {} open cases",
+            state.escalated.len(),
+            state.open_cases()
+        );
+        assert_eq!(state.petitions(), held);
     }
 
     /// The restart guarantee in pure form: state rebuilt from the log records (in the

@@ -72,6 +72,8 @@ pub enum DispatchError {
     Encode(#[from] serde_json::Error),
     #[error("a blocking kafka call did not finish: {0}")]
     Blocking(String),
+    #[error("asking the ledger about petitions the receiver no longer holds: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 impl DispatchError {
@@ -178,6 +180,8 @@ pub struct Dispatcher {
     pending: std::sync::Mutex<Vec<DeliveryFuture>>,
     /// The router learned from the center's assignments (`None`: learning is off).
     learner: Option<SharedLearner>,
+    /// Where the receiver finds petitions it forgot (`None`: it forgets none).
+    ledger: Option<crate::ledger::Ledger>,
 }
 
 /// Runs a blocking Kafka call off the async threads.
@@ -220,7 +224,108 @@ impl Dispatcher {
             tick_interval_ms: lifecycle.tick_interval_ms,
             pending: std::sync::Mutex::new(Vec::new()),
             learner: None,
+            ledger: None,
         }
+    }
+
+    /// The idempotent receiver keeps in memory only the petitions that reached the
+    /// gateway within the near-duplicate window and allowed lateness; a resend of an
+    /// older one is recognised through the ledger, which holds every report. Memory then
+    /// holds a span of history, not all of it.
+    pub fn with_ledger(mut self, ledger: crate::ledger::Ledger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// How long the receiver keeps a petition in memory (`None`: for ever).
+    fn receipts_kept_secs(&self) -> Option<i64> {
+        self.ledger
+            .as_ref()
+            .map(|_| self.dedupe.window_secs + self.dedupe.allowed_lateness_secs)
+    }
+
+    /// Tells each partition's receiver where its reports are in `petitions.cases` (the
+    /// high watermark, every transaction so far committed) and how far this process's
+    /// ledger has read them: only what the ledger holds leaves memory. Skipped for a
+    /// tick when the broker does not answer (nothing is forgotten early).
+    async fn track_receipts(
+        &self,
+        watermarks: &Arc<BaseConsumer>,
+        states: &mut HashMap<i32, CaseState>,
+    ) {
+        let Some(ledger) = &self.ledger else {
+            return;
+        };
+        let cases = self.topics.name(&self.topics.cases);
+        let partitions: Vec<i32> = states.keys().copied().collect();
+        let (c, topic) = (watermarks.clone(), cases.clone());
+        let ends = blocking(move || {
+            partitions
+                .into_iter()
+                .map(|p| Ok((p, c.fetch_watermarks(&topic, p, KAFKA_CALL_TIMEOUT)?.1)))
+                .collect::<Result<Vec<_>, DispatchError>>()
+        })
+        .await;
+        let ends = match ends {
+            Ok(ends) => ends,
+            Err(e) => {
+                tracing::debug!(error = %e, "case log ends unknown this tick");
+                return;
+            }
+        };
+        for (partition, end) in ends {
+            if let Some(state) = states.get_mut(&partition) {
+                state.case_log_written_below(end);
+                if let Some(read) = ledger.read_to(&cases, partition) {
+                    state.ledger_has_read_to(read);
+                }
+            }
+        }
+    }
+
+    /// Tells each partition's receiver what the ledger knows of the batch's petitions it
+    /// no longer holds, before deciding: a resend older than the receiver's memory is
+    /// recognised, not opened as a second case.
+    async fn recall(
+        &self,
+        batch: &[OwnedMessage],
+        states: &mut HashMap<i32, CaseState>,
+    ) -> Result<(), DispatchError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        #[derive(serde::Deserialize)]
+        struct PetitionId<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
+        }
+        let case_events = self.topics.name(&self.topics.case_events);
+        let mut asked: Vec<(i32, std::borrow::Cow<'_, str>)> = Vec::new();
+        for m in batch.iter().filter(|m| m.topic() != case_events) {
+            let Some(state) = states.get(&m.partition()).filter(|s| s.has_forgotten()) else {
+                continue;
+            };
+            let payload = m.payload().unwrap_or_default();
+            if let Ok(p) = serde_json::from_slice::<PetitionId>(payload) {
+                if state.may_know_elsewhere(&p.id) {
+                    asked.push((m.partition(), p.id));
+                }
+            }
+        }
+        if asked.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = asked.iter().map(|(_, id)| &**id).collect();
+        let known: HashMap<String, String> =
+            ledger.store().cases_of(&ids).await?.into_iter().collect();
+        for (partition, id) in &asked {
+            if let (Some(case), Some(state)) = (known.get(&**id), states.get_mut(partition)) {
+                tracing::info!(petition_id = %id, case_id = %case,
+                    "a petition older than the receiver's memory found in the ledger");
+                state.remember(id, case);
+            }
+        }
+        Ok(())
     }
 
     /// Decides with the learned router (what the list leaves to triage), and writes the
@@ -335,6 +440,16 @@ impl Dispatcher {
         let mut transactions: u64 = 0;
         let tick_interval = Duration::from_millis(self.tick_interval_ms);
         let mut last_tick = Instant::now();
+        // Its own client: queries on the stream's consumer can leave its waker unwoken
+        // (rust-rdkafka #665), and the stream would stop with records waiting.
+        let watermarks: Option<Arc<BaseConsumer>> = match &self.ledger {
+            Some(_) => Some(Arc::new(
+                crate::kafka::base_config(&self.kafka)
+                    .set("group.id", self.topics.name("dispatcher-watermarks"))
+                    .create()?,
+            )),
+            None => None,
+        };
         loop {
             let batch = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
@@ -368,10 +483,14 @@ impl Dispatcher {
                     .any(|s| !s.due(now, self.timing).is_empty());
             if tick {
                 last_tick = Instant::now();
+                if let Some(w) = &watermarks {
+                    self.track_receipts(w, &mut states).await;
+                }
             }
             if batch.is_empty() && !due {
                 continue;
             }
+            self.recall(&batch, &mut states).await?;
             transactions += 1;
             let Err(e) = self
                 .transact(consumer, producer, &batch, &mut states, transactions, due)
@@ -1036,9 +1155,25 @@ impl Dispatcher {
         let topic = self.topics.name(&self.topics.cases);
         let group = self.topics.name(&self.settings.group_id);
         let settings = self.dedupe;
+        // What the receiver may forget while restoring: what this process's ledger read.
+        let keep = self.receipts_kept_secs().map(|keep| {
+            let read = self
+                .ledger
+                .as_ref()
+                .and_then(|l| l.read_to(&topic, partition));
+            (keep, read)
+        });
         let started = Instant::now();
         let (state, records) = blocking(move || {
-            restore_partition(&kafka, &group, &topic, partition, settings, RESTORE_TIMEOUT)
+            restore_partition(
+                &kafka,
+                &group,
+                &topic,
+                partition,
+                settings,
+                keep,
+                RESTORE_TIMEOUT,
+            )
         })
         .await?;
         tracing::info!(
@@ -1072,9 +1207,13 @@ pub fn restore_partition(
     topic: &str,
     partition: i32,
     settings: DedupeSettings,
+    receipts: Option<(i64, Option<i64>)>,
     timeout: Duration,
 ) -> Result<(CaseState, usize), DispatchError> {
-    let rebuild = |r| rebuild_partition(kafka, group, topic, partition, timeout, r);
+    let rebuild = |r: Rebuild| {
+        let r = r.forgetting_receipts_after(receipts.map(|r| r.0), receipts.and_then(|r| r.1));
+        rebuild_partition(kafka, group, topic, partition, timeout, r)
+    };
     if let Some(restored) = rebuild(Rebuild::new(settings))? {
         return Ok(restored);
     }
@@ -1105,7 +1244,7 @@ fn rebuild_partition(
             if key.starts_with(super::cases::PETITION_KEY_PREFIX.as_bytes()) {
                 return ControlFlow::Continue(());
             }
-            match rebuild.record(key, payload) {
+            match rebuild.record_at(key, payload, offset) {
                 Ok(()) => {}
                 // State restored without it decides differently: loud.
                 Err(RebuildError::Unreadable(e)) => {

@@ -43,6 +43,12 @@ impl Ledger {
         &self.store
     }
 
+    /// The reader has applied `topic`'s `partition` below this offset (`None`: not read
+    /// in this process, or not yet).
+    pub fn read_to(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.position(&(topic.to_string(), partition))
+    }
+
     fn position(&self, key: &(String, i32)) -> Option<i64> {
         self.positions.read().ok()?.get(key).copied()
     }

@@ -305,6 +305,32 @@ impl LedgerStore {
         )
     }
 
+    /// The cases of those of `petition_ids` the ledger holds (the dispatcher's receiver
+    /// asks for petitions it no longer keeps in memory), in queries of at most 500 ids.
+    pub async fn cases_of(
+        &self,
+        petition_ids: &[&str],
+    ) -> Result<Vec<(String, String)>, LedgerError> {
+        let mut found = Vec::new();
+        for chunk in petition_ids.chunks(500) {
+            let placeholders = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT petition_id, case_id FROM reports WHERE petition_id IN ({placeholders})"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.push((row.try_get("petition_id")?, row.try_get("case_id")?));
+            }
+        }
+        Ok(found)
+    }
+
     /// Where the case's events go.
     pub async fn route(&self, case_id: &str) -> Result<Option<CaseRoute>, LedgerError> {
         let Some(row) = sqlx::query(

@@ -647,6 +647,11 @@ impl Deduper {
         }
     }
 
+    /// The cases open for merging.
+    pub fn case_ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(|k| &**k)
+    }
+
     /// A case closed or rejected: later reports of the same place open a new case.
     pub fn close(&mut self, case_id: &str) {
         if let Some(&slot) = self.by_id.get(case_id) {
