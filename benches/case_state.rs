@@ -15,7 +15,8 @@
 //!
 //! `… -- (REPORTS | --open-cases N) --jsonl FILE` only writes the same petitions as
 //! hotline work orders in the sample's format, for `petition-gateway import`
-//! (`scripts/bench-restore` measures the restore from a real broker with them).
+//! (`scripts/bench-restore` measures the restore from a real broker with them);
+//! `--days D` spreads their times over D days instead (history longer than the window).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use petition_gateway::dispatch::cases::{
@@ -96,7 +97,7 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(g: &Gazetteer, seed: u64, scale: Scale) -> Self {
+    fn new(g: &Gazetteer, seed: u64, scale: Scale, span: i64) -> Self {
         let mut names = StdRng::seed_from_u64(0x5eed);
         let mut synthetic = |suffix: &str, taken: &mut std::collections::HashSet<String>| loop {
             let name: String = (0..3)
@@ -137,7 +138,7 @@ impl Generator {
             streets,
             rng: StdRng::seed_from_u64(seed),
             start: 1_795_000_000,
-            span: DedupeSettings::default().window_secs * 4 / 5,
+            span,
         }
     }
 
@@ -332,9 +333,12 @@ fn main() {
     let target = match flag("--open-cases") {
         Some(n) => Target::OpenCases(n.parse().expect("--open-cases N")),
         None => Target::Reports(
+            // The first number that is not a flag's value.
             args.iter()
+                .enumerate()
                 .skip(1)
-                .find_map(|a| a.parse().ok())
+                .filter(|(i, _)| !args[i - 1].starts_with("--"))
+                .find_map(|(_, a)| a.parse().ok())
                 .unwrap_or(100_000),
         ),
     };
@@ -349,12 +353,16 @@ fn main() {
         ResponsibilityList::load(&root.join("config/responsibility.toml"), &gazetteer).unwrap();
     let router = Router::new(list);
     let settings = DedupeSettings::default();
+    let span = match flag("--days") {
+        Some(d) => d.parse::<i64>().expect("--days D") * 86_400,
+        None => settings.window_secs * 4 / 5,
+    };
 
     if let Some(path) = flag("--jsonl") {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
         let mut state = CaseState::new(settings);
-        let mut generator = Generator::new(&gazetteer, 1, scale);
+        let mut generator = Generator::new(&gazetteer, 1, scale, span);
         let mut seq = 0;
         let (reports, _) = fill(
             &mut state,
@@ -380,7 +388,7 @@ fn main() {
     // 1. Fill the state; RSS before and after gives the memory per open case.
     let before = resident_bytes();
     let mut state = CaseState::new(settings);
-    let mut generator = Generator::new(&gazetteer, 1, scale);
+    let mut generator = Generator::new(&gazetteer, 1, scale, span);
     let started = Instant::now();
     let (total, merged) = fill(
         &mut state,
@@ -396,7 +404,7 @@ fn main() {
     let per_case = used as f64 / open as f64;
 
     // 2. Decisions against the full state (not applied, so the state stays the same).
-    let mut probes = Generator::new(&gazetteer, 2, scale);
+    let mut probes = Generator::new(&gazetteer, 2, scale, span);
     let probe_petitions: Vec<Petition> = (0..10_000)
         .map(|n| {
             let mut p = probes.petition(total - 1, total);
@@ -437,7 +445,7 @@ fn main() {
     // each open case's latest lifecycle), encoded with their keys, then rebuilt two ways.
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
     {
-        let mut generator = Generator::new(&gazetteer, 1, scale);
+        let mut generator = Generator::new(&gazetteer, 1, scale, span);
         let mut replay = CaseState::new(settings);
         fill(
             &mut replay,
