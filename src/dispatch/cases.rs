@@ -646,6 +646,15 @@ impl CaseState {
         }
     }
 
+    /// A closed or rejected case, restored: as [`CaseState::apply_lifecycle`] with a
+    /// finished lifecycle.
+    fn finished(&mut self, case_id: &str) {
+        let case = id_key(case_id);
+        self.lifecycles.remove(&case);
+        self.timers.set(case, None);
+        self.deduper.close(case_id);
+    }
+
     fn apply_lifecycle(&mut self, mut l: Lifecycle) {
         // The history is the ledger's: entries not yet written are not kept either.
         l.unwritten = Vec::new();
@@ -803,7 +812,21 @@ impl Rebuild {
     /// One record of `petitions.cases` with its key.
     pub fn record(&mut self, key: &[u8], payload: &[u8]) -> Result<(), RebuildError> {
         if key.starts_with(LIFECYCLE_KEY_PREFIX.as_bytes()) {
-            self.lifecycles.insert(key.into(), payload.into());
+            // A finished case needs only its id at the end (it leaves the near-duplicate
+            // index): over a year the finished are nearly all, and their records were
+            // most of a restore's memory.
+            #[derive(Deserialize)]
+            struct PhaseOnly {
+                phase: crate::lifecycle::Phase,
+            }
+            let finished =
+                serde_json::from_slice::<PhaseOnly>(payload).is_ok_and(|p| p.phase.terminal());
+            let kept: Box<[u8]> = if finished {
+                Box::default()
+            } else {
+                payload.into()
+            };
+            self.lifecycles.insert(key.into(), kept);
             return Ok(());
         }
         // A case's history is the ledger's; deciding needs only the lifecycle's count.
@@ -866,6 +889,11 @@ impl Rebuild {
         }
         let mut unreadable = Vec::new();
         for (key, payload) in std::mem::take(&mut self.lifecycles) {
+            if payload.is_empty() {
+                let case_id = String::from_utf8_lossy(&key[LIFECYCLE_KEY_PREFIX.len()..]);
+                self.state.finished(&case_id);
+                continue;
+            }
             match serde_json::from_slice::<Lifecycle>(&payload) {
                 Ok(l) => self.state.apply_lifecycle(l),
                 Err(e) => unreadable.push((String::from_utf8_lossy(&key).into_owned(), e)),
@@ -1075,6 +1103,49 @@ mod tests {
         state.case_log_written_below(4);
         state.ledger_has_read_to(4);
         assert_eq!(state.petitions(), 1);
+    }
+
+    #[test]
+    fn a_finished_case_restored_from_its_phase_alone_leaves_the_index() {
+        let router = router();
+        let mut live = CaseState::new(DedupeSettings::default());
+        let first = reports().remove(0);
+        let opened = decide_apply(&mut live, &router, &first, 0);
+        let mut log = opened.log_entries();
+        let source = crate::lifecycle::Source {
+            petition_id: first.id.clone(),
+            channel: "hotline".into(),
+            source_id: first.source_id.clone(),
+            reporter_name: None,
+            joined_at: 1,
+        };
+        let (mut lifecycle, _) =
+            crate::lifecycle::Lifecycle::opened(&first.id, "heating", None, false, source, 1);
+        lifecycle.take_unwritten();
+        log.push(CaseLogEntry::Lifecycle(lifecycle.clone()));
+        lifecycle.phase = crate::lifecycle::Phase::Closed;
+        log.push(CaseLogEntry::Lifecycle(lifecycle));
+        let restore = |log: &[CaseLogEntry]| {
+            let mut rebuild = Rebuild::new(DedupeSettings::default());
+            for e in log {
+                let bytes = serde_json::to_vec(e).expect("encodes");
+                rebuild
+                    .record(e.key().as_bytes(), &bytes)
+                    .expect("in order");
+            }
+            rebuild.finish().0
+        };
+        let open = restore(&log[..log.len() - 1]);
+        assert_eq!(open.open_cases(), 1);
+        assert!(open.lifecycle(&first.id).is_some());
+        let closed = restore(&log);
+        assert_eq!(
+            closed.open_cases(),
+            0,
+            "a closed case takes no more reports"
+        );
+        assert!(closed.lifecycle(&first.id).is_none());
+        assert_eq!(closed.petitions(), 1, "its petition is still known");
     }
 
     #[test]
