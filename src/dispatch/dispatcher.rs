@@ -316,8 +316,23 @@ impl Dispatcher {
             return Ok(());
         }
         let ids: Vec<&str> = asked.iter().map(|(_, id)| &**id).collect();
-        let known: HashMap<String, String> =
-            ledger.store().cases_of(&ids).await?.into_iter().collect();
+        // A busy database (another process writing the same SQLite file) is waited for
+        // here rather than by starting the session over; deciding without the answer
+        // could open a resend as a second case, so the last failure ends the session.
+        let mut attempt = 0;
+        let found = loop {
+            match ledger.store().cases_of(&ids).await {
+                Ok(found) => break found,
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(error = %e, attempt,
+                        "the ledger did not answer about older petitions; asking again");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let known: HashMap<String, String> = found.into_iter().collect();
         for (partition, id) in &asked {
             if let (Some(case), Some(state)) = (known.get(&**id), states.get_mut(partition)) {
                 tracing::info!(petition_id = %id, case_id = %case,
