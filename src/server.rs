@@ -311,9 +311,10 @@ pub async fn start(
             callback_channels(&loaded.connectors).into_iter().collect(),
             &settings.lifecycle,
         );
-        if let Some(ledger) = &ledger {
-            dispatcher = dispatcher.with_ledger(ledger.clone());
-        }
+        // Not wired yet: with the receiver forgetting, the kill -9 test of
+        // tests/dispatcher_exactly_once.rs doubled resends in a clean-clone run (issue 15
+        // note, stop 25). Until that is explained the receiver keeps every petition
+        // (`Dispatcher::with_ledger` switches it on).
         let learning = &settings.routing.learning;
         if learning.enabled {
             let shared: crate::dispatch::learning::stream::SharedLearner = Default::default();
