@@ -1038,7 +1038,7 @@ mod tests {
     fn the_receiver_forgets_after_the_window_and_recognises_what_the_ledger_knows() {
         let router = router();
         let settings = DedupeSettings::default();
-        let keep = settings.window_secs + settings.allowed_lateness_secs;
+        let keep = settings.held_secs();
         let mut state = CaseState::new(settings);
         state.forget_receipts_after(keep);
         let first = reports().remove(0);
@@ -1083,7 +1083,7 @@ mod tests {
     fn nothing_leaves_the_receivers_memory_halfway_through_a_batch() {
         let router = router();
         let settings = DedupeSettings::default();
-        let keep = settings.window_secs + settings.allowed_lateness_secs;
+        let keep = settings.held_secs();
         let mut state = CaseState::new(settings);
         state.forget_receipts_after(keep);
         let first = reports().remove(0);
@@ -1152,7 +1152,7 @@ mod tests {
     fn a_restore_forgets_what_the_live_receiver_forgot() {
         let router = router();
         let settings = DedupeSettings::default();
-        let keep = settings.window_secs + settings.allowed_lateness_secs;
+        let keep = settings.held_secs();
         let mut live = CaseState::new(settings);
         live.forget_receipts_after(keep);
         let first = reports().remove(0);
@@ -1215,7 +1215,7 @@ mod tests {
     fn escalation_marks_leave_with_their_cases() {
         let router = router();
         let settings = DedupeSettings::default();
-        let keep = settings.window_secs + settings.allowed_lateness_secs;
+        let keep = settings.held_secs();
         let mut state = CaseState::new(settings);
         state.forget_receipts_after(keep);
         let start = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00+08:00")

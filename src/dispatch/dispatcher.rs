@@ -239,9 +239,7 @@ impl Dispatcher {
 
     /// How long the receiver keeps a petition in memory (`None`: for ever).
     fn receipts_kept_secs(&self) -> Option<i64> {
-        self.ledger
-            .as_ref()
-            .map(|_| self.dedupe.window_secs + self.dedupe.allowed_lateness_secs)
+        self.ledger.as_ref().map(|_| self.dedupe.held_secs())
     }
 
     /// Tells each partition's receiver where its reports are in `petitions.cases` (the

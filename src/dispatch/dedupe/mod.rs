@@ -82,6 +82,14 @@ pub struct DedupeSettings {
     pub min_similarity_other_words: f64,
 }
 
+impl DedupeSettings {
+    /// How long, on the processing clock, a case stays open for merging after its first
+    /// report reached the gateway: the window and the allowed lateness.
+    pub fn held_secs(&self) -> i64 {
+        self.window_secs + self.allowed_lateness_secs
+    }
+}
+
 impl Default for DedupeSettings {
     fn default() -> Self {
         Self {
@@ -678,7 +686,7 @@ impl Deduper {
         let Some(now) = self.clock else {
             return;
         };
-        let keep = self.settings.window_secs + self.settings.allowed_lateness_secs;
+        let keep = self.settings.held_secs();
         while let Some(&Reverse((opened, slot))) = self.expiry.peek() {
             if now - opened <= keep {
                 break;
